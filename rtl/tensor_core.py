@@ -1,0 +1,217 @@
+"""Tensor core: a weight-stationary systolic array of ``rows`` x ``cols`` processing elements.
+
+It computes, for one weight tile ``W`` (``rows`` x ``cols`` int8) and a stream of activation rows
+``a`` (``rows`` int8 each), the result rows ``a @ W`` (``cols`` int32 each). Row ``k`` of the array
+holds ``W[k, :]``: the reduction dimension runs down the array, output channels across it.
+
+Streams (``amaranth.lib.stream``, valid/ready)::
+
+    weights      In   cols x int8          one row W[k, :] per transfer, k = 0 .. rows-1, per tile
+    activations  In   rows x int8 + last   one row a[m, :] per transfer; `last` ends the tile
+    results      Out  cols x int32 + last  one row (a @ W)[m, :] per transfer, in input order
+
+Block diagram::
+
+     weights ─► load control ─► column skew (column c delayed c cycles) ─► down each column
+                                                                                │
+     activations ─► issue control ─► row skew (row r delayed r cycles) ─► PE ─► PE ─► ...
+                          │                                            │      │
+                          │                                            ▼      ▼
+                          │                                      column deskew (c delayed cols-1-c)
+                          │                                                   │
+                          └── valid/last delay line (latency cycles) ──► result FIFO ─► results
+
+Double buffering: every PE has two weight banks. Tile t uses bank t mod 2; the bank travels with each
+activation row through the array, so different PEs may use different banks in the same cycle while a
+tile boundary passes through. Weight beats travel with the same skew as activations, so the loader
+may overwrite a bank as soon as the last row of the tile that used it has *entered* the array. With
+``M >= rows`` activation rows per tile, ``T`` back-to-back tiles take ``T*M + O(rows + cols)`` cycles.
+
+Back-pressure: the array itself never stalls (no clock enables in the PEs). An activation row is
+accepted only when the result FIFO is guaranteed to have room for its result (a credit counter of
+``fifo_depth`` credits), so output back-pressure stops the input instead of losing data.
+
+Numerics: exact int8 x int8 products summed over ``rows`` without overflow (``psum_shape``), then
+sign-extended to int32. Accumulation across tiles (K > rows) happens outside the core, in the
+accumulator, with int32 wrap-around as defined in ``tessera.sim.golden``.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
+from .util import check_dimension, delay, zero_unless
+
+__all__ = ["TensorCore", "ActivationRow", "ResultRow", "WeightRow"]
+
+#: Shape of a result lane.
+RESULT = signed(32)
+
+
+class WeightRow(data.ArrayLayout):
+    """One row ``W[k, :]`` of a weight tile: ``cols`` int8 lanes."""
+    def __init__(self, cols):
+        super().__init__(OPERAND, cols)
+
+
+class ActivationRow(data.StructLayout):
+    """One activation row ``a[m, :]`` (``rows`` int8 lanes); ``last`` marks the tile's last row."""
+    def __init__(self, rows):
+        super().__init__({"data": data.ArrayLayout(OPERAND, rows), "last": unsigned(1)})
+
+
+class ResultRow(data.StructLayout):
+    """One result row (``cols`` int32 lanes); ``last`` is copied from the activation row."""
+    def __init__(self, cols):
+        super().__init__({"data": data.ArrayLayout(RESULT, cols), "last": unsigned(1)})
+
+
+class TensorCore(wiring.Component):
+    """Weight-stationary ``rows`` x ``cols`` int8 systolic array with double-buffered weights.
+
+    Parameters
+    ----------
+    rows : int
+        Number of PE rows = length of the reduction (K) per tile.
+    cols : int
+        Number of PE columns = output channels (N) per tile.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from the cycle an activation row is accepted to the cycle its result enters the
+        result FIFO (``rows + cols + 1``).
+    fifo_depth : int
+        Depth of the result FIFO and number of rows that may be in flight; large enough that an
+        always-ready consumer sees one result per cycle.
+    """
+    def __init__(self, *, rows=4, cols=4):
+        self.rows = check_dimension("rows", rows)
+        self.cols = check_dimension("cols", cols)
+        self.psum_shape = psum_shape(rows)
+        self.latency = rows + cols + 1
+        self.fifo_depth = self.latency + 4
+        super().__init__({
+            "weights":     In(stream.Signature(WeightRow(cols))),
+            "activations": In(stream.Signature(ActivationRow(rows))),
+            "results":     Out(stream.Signature(ResultRow(cols))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.rows, self.cols
+
+        # --- bank bookkeeping --------------------------------------------------------------------
+        # bank_full[b]: bank b holds a complete tile that has not been fully issued yet.
+        bank_full = Signal(2)
+        load_bank = Signal()        # bank the next weight row is written to
+        load_row = Signal(range(rows))
+        exec_bank = Signal()        # bank the next activation row uses
+        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
+
+        # --- weight loading -----------------------------------------------------------------------
+        w_accept = Signal()
+        tile_loaded = Signal()
+        m.d.comb += [
+            self.weights.ready.eq(~bank_full.bit_select(load_bank, 1)),
+            w_accept.eq(self.weights.valid & self.weights.ready),
+            tile_loaded.eq(w_accept & (load_row == rows - 1)),
+        ]
+        with m.If(w_accept):
+            m.d.sync += load_row.eq(Mux(load_row == rows - 1, 0, load_row + 1))
+            with m.If(tile_loaded):
+                m.d.sync += load_bank.eq(~load_bank)
+
+        # --- activation issue ---------------------------------------------------------------------
+        a_accept = Signal()
+        tile_issued = Signal()
+        fifo_pop = Signal()
+        m.d.comb += [
+            self.activations.ready.eq(bank_full.bit_select(exec_bank, 1) & (credits != 0)),
+            a_accept.eq(self.activations.valid & self.activations.ready),
+            tile_issued.eq(a_accept & self.activations.payload.last),
+        ]
+        with m.If(tile_issued):
+            m.d.sync += exec_bank.eq(~exec_bank)
+        m.d.sync += credits.eq(credits - a_accept + fifo_pop)
+
+        set_full = Signal(2)
+        clear_full = Signal(2)
+        m.d.comb += [
+            set_full.eq(tile_loaded << load_bank),
+            clear_full.eq(tile_issued << exec_bank),
+        ]
+        m.d.sync += bank_full.eq((bank_full | set_full) & ~clear_full)
+
+        # --- the PE array -------------------------------------------------------------------------
+        pe = [[ProcessingElement(row=r, rows=rows) for c in range(cols)] for r in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pe[r][c]
+
+        # Weight beats enter column c after c cycles of skew, then travel down the column.
+        beat_shape = WeightBeat(rows)
+        for c in range(cols):
+            beat = Signal(beat_shape, name=f"w_beat_{c}")
+            m.d.comb += [
+                beat.valid.eq(w_accept),
+                beat.bank.eq(load_bank),
+                beat.row.eq(load_row),
+                beat.value.eq(self.weights.payload[c]),
+            ]
+            m.d.comb += pe[0][c].w_in.eq(delay(m, beat, c, f"w_skew_{c}"))
+            for r in range(1, rows):
+                m.d.comb += pe[r][c].w_in.eq(pe[r - 1][c].w_out)
+
+        # Activations enter row r after r cycles of skew, then travel right along the row.
+        for r in range(rows):
+            act = Signal(OPERAND, name=f"a_lane_{r}")
+            sel = Signal(name=f"a_bank_{r}")
+            m.d.comb += [
+                act.eq(zero_unless(a_accept, self.activations.payload.data[r])),
+                sel.eq(exec_bank),
+            ]
+            m.d.comb += [
+                pe[r][0].act_in.eq(delay(m, act, r, f"a_skew_{r}")),
+                pe[r][0].sel_in.eq(delay(m, sel, r, f"a_bank_skew_{r}")),
+            ]
+            for c in range(1, cols):
+                m.d.comb += [
+                    pe[r][c].act_in.eq(pe[r][c - 1].act_out),
+                    pe[r][c].sel_in.eq(pe[r][c - 1].sel_out),
+                ]
+
+        # Partial sums flow down; column c's result leaves c cycles after column 0's.
+        for c in range(cols):
+            m.d.comb += pe[0][c].psum_in.eq(0)
+            for r in range(1, rows):
+                m.d.comb += pe[r][c].psum_in.eq(pe[r - 1][c].psum_out)
+
+        # --- result collection --------------------------------------------------------------------
+        fifo = m.submodules.result_fifo = SyncFIFOBuffered(
+            width=cols * self.psum_shape.width + 1, depth=self.fifo_depth)
+        tag = Signal(2)         # {last, valid} of the row that is in the PE array's output now
+        m.d.comb += tag.eq(delay(m, Cat(a_accept, self.activations.payload.last),
+                                 self.latency, "result_tag"))
+        aligned = [delay(m, pe[rows - 1][c].psum_out, cols - 1 - c, f"deskew_{c}")
+                   for c in range(cols)]
+        m.d.comb += [
+            fifo.w_en.eq(tag[0]),
+            fifo.w_data.eq(Cat(*aligned, tag[1])),
+        ]
+
+        stored = data.ArrayLayout(self.psum_shape, cols)
+        lanes = Signal(stored)
+        m.d.comb += [
+            lanes.eq(fifo.r_data[:-1]),
+            self.results.valid.eq(fifo.r_rdy),
+            self.results.payload.last.eq(fifo.r_data[-1]),
+            fifo.r_en.eq(self.results.ready),
+            fifo_pop.eq(fifo.r_rdy & fifo.r_en),
+        ]
+        for c in range(cols):
+            m.d.comb += self.results.payload.data[c].eq(lanes[c])  # sign-extends to int32
+
+        return m

@@ -1,0 +1,31 @@
+"""Small elaboration helpers shared by the gateware: parameter checks and delay lines."""
+
+from amaranth.hdl import Mux, Signal
+
+__all__ = ["check_dimension", "delay", "zero_unless"]
+
+
+def check_dimension(name, value, *, maximum=256):
+    """Return ``value`` if it is an integer in [1, maximum], else raise with a one-line message."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer in [1, {maximum}], not {value!r}")
+    return value
+
+
+def zero_unless(condition, value):
+    """``value`` when ``condition`` holds, else zero."""
+    return Mux(condition, value, 0)
+
+
+def delay(m, value, cycles, name):
+    """Return ``value`` delayed by ``cycles`` registers (named ``{name}_0`` ...) added to ``m``.
+
+    ``value`` may be a plain value or a data view; the registers take its shape or layout.
+    """
+    for i in range(cycles):
+        reg = Signal(value.shape(), name=f"{name}_{i}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
