@@ -14,9 +14,10 @@ from above::
                           ▼                                            ▼
                      [w_out] (to the PE below)         [psum_out] = psum_in + product
 
-Every box ``[...]`` is a register; there are no clock enables. The multiplier has a register on each
-input (``act_out``, ``weight``) and one on its output (``product``), the shape that maps onto one hard
-DSP multiplier with input and pipeline registers (ECP5 MULT18X18D, iCE40 SB_MAC16).
+Every box ``[...]`` is a register; there are no clock enables. The multiplier
+(:class:`~tessera.rtl.multiplier.RegisteredMultiplier`) has a register on each input (the activation
+and the selected ``weight``) and one on its output (``product``), the shape of one hard DSP
+multiplier with input and output registers (ECP5 MULT18X18D, iCE40 SB_MAC16).
 
 Weights are not shifted through the banks: a load beat travels down the column through ``w_out``
 and the PE whose ``row`` matches the beat's row writes the beat's value into the named bank. Because
@@ -32,6 +33,8 @@ earlier.
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .multiplier import RegisteredMultiplier
 
 __all__ = ["OPERAND", "PRODUCT", "WeightBeat", "ProcessingElement", "psum_shape"]
 
@@ -72,12 +75,15 @@ class ProcessingElement(wiring.Component):
         Row index of this PE; it stores the weight beats addressed to this row.
     rows : int
         Number of rows of the array (sets the beat's row field and the partial-sum width).
+    multiplier : str
+        Multiplier implementation, see :class:`~tessera.rtl.multiplier.RegisteredMultiplier`.
     """
-    def __init__(self, *, row, rows):
+    def __init__(self, *, row, rows, multiplier="auto"):
         if not (0 <= row < rows):
             raise ValueError(f"row must be in [0, {rows}), not {row!r}")
         self.row = row
         self.rows = rows
+        self.multiplier = RegisteredMultiplier(primitive=multiplier)
         beat = WeightBeat(rows)
         psum = psum_shape(rows)
         super().__init__({
@@ -102,13 +108,14 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += bank[0].eq(self.w_in.value)
         m.d.sync += self.w_out.eq(self.w_in)
 
-        weight = Signal(OPERAND)
-        product = Signal(PRODUCT)
+        mul = m.submodules.mul = self.multiplier
+        m.d.comb += [
+            mul.a.eq(self.act_in),
+            mul.b.eq(Mux(self.sel_in, bank[1], bank[0])),
+        ]
         m.d.sync += [
             self.act_out.eq(self.act_in),
             self.sel_out.eq(self.sel_in),
-            weight.eq(Mux(self.sel_in, bank[1], bank[0])),
-            product.eq(self.act_out * weight),
-            self.psum_out.eq(self.psum_in + product),
+            self.psum_out.eq(self.psum_in + mul.p),
         ]
         return m

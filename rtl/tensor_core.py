@@ -41,6 +41,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import PRIMITIVES
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
 from .util import check_dimension, delay, zero_unless
 
@@ -77,6 +78,9 @@ class TensorCore(wiring.Component):
         Number of PE rows = length of the reduction (K) per tile.
     cols : int
         Number of PE columns = output channels (N) per tile.
+    multiplier : str
+        ``"auto"``, ``"generic"`` or ``"ecp5"``: how each PE's multiplier is built
+        (:class:`~tessera.rtl.multiplier.RegisteredMultiplier`).
 
     Attributes
     ----------
@@ -87,9 +91,13 @@ class TensorCore(wiring.Component):
         Depth of the result FIFO and number of rows that may be in flight; large enough that an
         always-ready consumer sees one result per cycle.
     """
-    def __init__(self, *, rows=4, cols=4):
+    def __init__(self, *, rows=4, cols=4, multiplier="auto"):
         self.rows = check_dimension("rows", rows)
         self.cols = check_dimension("cols", cols)
+        if multiplier not in PRIMITIVES:
+            raise ValueError(f"multiplier must be one of {', '.join(PRIMITIVES)}, "
+                             f"not {multiplier!r}")
+        self.multiplier = multiplier
         self.psum_shape = psum_shape(rows)
         self.latency = rows + cols + 1
         self.fifo_depth = self.latency + 4
@@ -146,7 +154,8 @@ class TensorCore(wiring.Component):
         m.d.sync += bank_full.eq((bank_full | set_full) & ~clear_full)
 
         # --- the PE array -------------------------------------------------------------------------
-        pe = [[ProcessingElement(row=r, rows=rows) for c in range(cols)] for r in range(rows)]
+        pe = [[ProcessingElement(row=r, rows=rows, multiplier=self.multiplier) for c in range(cols)]
+              for r in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pe[r][c]

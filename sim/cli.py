@@ -2,7 +2,8 @@
 
 Subcommands::
 
-    tessera verilog [--rows R] [--cols C] [-o FILE]    Verilog of the tensor core
+    tessera verilog [--rows R] [--cols C] [--multiplier generic|ecp5] [-o FILE]
+                                                        Verilog of the tensor core
     tessera demo [--rows R] [--cols C] [--m M --k K --n N] [--sim SIM] [--seed S]
                                                         a GEMM on the RTL, checked against golden
 
@@ -10,6 +11,7 @@ Bad arguments give one line on stderr and exit status 2.
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -45,11 +47,12 @@ def _cmd_verilog(args):
 
     from tessera.rtl.tensor_core import TensorCore
 
-    core = TensorCore(rows=args.rows, cols=args.cols)
+    core = TensorCore(rows=args.rows, cols=args.cols, multiplier=args.multiplier)
     text = verilog.convert(core, name="tessera_tensor_core")
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         print(f"wrote {args.output}: tessera_tensor_core, {args.rows}x{args.cols} PEs",
               file=sys.stderr)
@@ -103,6 +106,8 @@ def build_parser():
 
     p = sub.add_parser("verilog", help="write synthesizable Verilog of the tensor core")
     _add_array_options(p)
+    p.add_argument("--multiplier", choices=["generic", "ecp5"], default="generic",
+                   help="PE multipliers: behavioural (default) or ECP5 MULT18X18D primitives")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(func=_cmd_verilog)
 
@@ -123,6 +128,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ValueError, TypeError) as exc:
+        # Parameter errors raised by the gateware's constructors: one line, no traceback.
+        if os.environ.get("TESSERA_DEBUG") == "1":
+            raise
         print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

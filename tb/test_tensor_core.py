@@ -1,5 +1,7 @@
 """pytest entry of the tensor-core testbench (tb/tensor_core_tb.py) on each selected simulator."""
 
+from pathlib import Path
+
 import pytest
 
 from tessera.rtl.tensor_core import TensorCore
@@ -27,3 +29,15 @@ def test_tensor_core_largest_k(sim, rows, cols, seed):
     design = core_build(sim, rows, cols)
     simulators.run(design, "tessera.tb.tensor_core_tb", testcase="extreme_values", seed=seed,
                    extra_env={"TESSERA_EXTREME_K": "131071"})
+
+
+MULT18X18D_MODEL = Path(__file__).resolve().parent / "models" / "MULT18X18D.v"
+
+
+@pytest.mark.parametrize("testcase", ["random_shapes", "back_to_back_tiles"])
+def test_tensor_core_ecp5_dsp(sim, testcase, seed):
+    """The ECP5 variant (MULT18X18D primitives with internal registers) behaves identically."""
+    design = simulators.build(sim, "tensor_core", TensorCore,
+                              {"rows": 4, "cols": 3, "multiplier": "ecp5"},
+                              extra_sources=[MULT18X18D_MODEL])
+    simulators.run(design, "tessera.tb.tensor_core_tb", testcase=testcase, seed=seed)
