@@ -46,7 +46,10 @@ def _cmd_verilog(args):
     from amaranth.back import verilog
 
     from tessera.rtl.tensor_core import TensorCore
+    from tessera.rtl.util import check_dimension
 
+    check_dimension("rows", args.rows)   # before constructing: no half-built design on error
+    check_dimension("cols", args.cols)
     core = TensorCore(rows=args.rows, cols=args.cols, multiplier=args.multiplier)
     text = verilog.convert(core, name="tessera_tensor_core")
     if args.output in (None, "-"):

@@ -109,7 +109,7 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     ``name`` becomes the Verilog module name of the design; ``extra_sources`` are further Verilog
     files (e.g. a testbench wrapper) and ``toplevel`` the module to simulate (default ``name``).
     """
-    from cocotb_tools.runner import get_runner
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     key = (sim, _design_key(name, params), tuple(map(str, extra_sources)), toplevel)
     if key in _builds:
@@ -123,11 +123,19 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     toplevel = toplevel or name
     runner = get_runner(sim)
     build_args = []
+    sources = [source, *extra_sources]
     if sim == "verilator":
-        # Amaranth's output is lint-clean enough to simulate; width warnings are expected.
-        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3"]
+        # Amaranth's Verilog has harmless width mismatches. cocotb makes every signal of the
+        # design public (--public-flat-rw), which costs most of Verilator's speed; the testbenches
+        # only use the top-level ports, so only the top module is made public.
+        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
+                      "--no-public-flat-rw"]
+        control = directory / "public_top.vlt"
+        control.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel or name}" '
+                           f'-var "*"\n')
+        sources.insert(0, VerilatorControlFile(control))  # the runner takes the last as top
     runner.build(
-        sources=[source, *extra_sources],
+        sources=sources,
         hdl_toplevel=toplevel,
         build_dir=directory,
         build_args=build_args,

@@ -38,7 +38,7 @@ class TB:
         self.weights = StreamSource(dut, "weights", dut.clk, rng=self.py_rng, idle=idle)
         self.activations = StreamSource(dut, "activations", dut.clk, rng=self.py_rng, idle=idle)
         self.results = StreamSink(dut, "results", dut.clk, rng=self.py_rng, stall=stall)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start())
 
     async def reset(self):
         self.dut.rst.value = 1
