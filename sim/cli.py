@@ -35,7 +35,10 @@ def _positive_int(text):
     return value
 
 
-def _add_array_options(parser, rows=4, cols=4):
+DEFAULT_ROWS = DEFAULT_COLS = 8   # the default configuration of Verilog output and the demo
+
+
+def _add_array_options(parser, rows=DEFAULT_ROWS, cols=DEFAULT_COLS):
     parser.add_argument("--rows", type=_positive_int, default=rows,
                         help=f"PE rows = K per tile (default {rows})")
     parser.add_argument("--cols", type=_positive_int, default=cols,
@@ -115,7 +118,7 @@ def build_parser():
     p.set_defaults(func=_cmd_verilog)
 
     p = sub.add_parser("demo", help="run a GEMM on the RTL simulation and check it")
-    _add_array_options(p, rows=8, cols=8)
+    _add_array_options(p)
     p.add_argument("--m", type=_positive_int, default=64, help="rows of A (default 64)")
     p.add_argument("--k", type=_positive_int, default=64, help="inner dimension (default 64)")
     p.add_argument("--n", type=_positive_int, default=32, help="columns of B (default 32)")
