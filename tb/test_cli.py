@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tessera.fpga.synth import synth_stats
+from tessera.fpga.synth import synth_verilog_cells
 from tessera.sim.cli import main
 
 
@@ -41,7 +41,7 @@ def test_verilog_synthesizes_for_ecp5(tmp_path, multiplier):
                  "-o", str(out)]) == 0
     text = out.read_text()
     assert "module tessera_tensor_core" in text
-    cells = synth_stats(text, "tessera_tensor_core", "ecp5")
+    cells = synth_verilog_cells(text, "tessera_tensor_core", "ecp5")
     print(multiplier, cells)
     assert cells.get("MULT18X18D") == 16, cells   # one DSP multiplier per PE
 
@@ -49,6 +49,6 @@ def test_verilog_synthesizes_for_ecp5(tmp_path, multiplier):
 def test_core_synthesizes_for_ice40_with_dsp(tmp_path):
     out = tmp_path / "x.v"
     assert main(["verilog", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
-    cells = synth_stats(out.read_text(), "tessera_tensor_core", "ice40")
+    cells = synth_verilog_cells(out.read_text(), "tessera_tensor_core", "ice40")
     print(cells)
     assert cells.get("SB_MAC16") == 6, cells

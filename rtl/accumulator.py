@@ -1,0 +1,234 @@
+"""Accumulator: the on-chip buffer of int32 rows that collects the tensor core's results.
+
+One row is ``lanes`` int32 values (one per output channel). Each write carries a mode: OVERWRITE
+stores the row (first K tile, or a bias row loaded by the DMA), ACCUMULATE adds it lane by lane to
+the row already there (later K tiles), wrapping in two's complement exactly like
+``tessera.sim.golden.wrap_int32``. The store path reads rows back through the read port.
+
+The storage is one ``amaranth.lib.memory.Memory`` with one read port and one write port, which
+synthesis maps onto block RAM (ECP5 DP16KD in pseudo-dual-port mode). Everything else is a short
+pipeline whose size does not depend on ``depth``::
+
+                 write.addr/data/mode/en                                   read.addr/en
+                        │                                                      │
+    S0 (cycle t)        ├──── ACCUMULATE? ── RAM read addr ◄── otherwise ──────┘
+                        ▼                         │
+    S1 (t+1)        [request]               [RAM read data]    (block RAM output)
+                        ▼                         ▼
+    S2 (t+2)        [request]               [rdata]            (register: keeps the RAM's slow
+                        │                         │             clock-to-out off the adder path)
+                        │         forward: newest of S3, H4 with the same address, else rdata
+                        │                         │
+                        ├─► sum = old + data (ACCUMULATE) or data (OVERWRITE)     old ──► [read.data]
+                        ▼                                                                 (t+3)
+    S3 (t+3)        [sum] ──► RAM write port
+    H4              [sum] one cycle later (written, but after the read of a younger request)
+
+Consistency: a write issued in cycle t is committed to the RAM at the end of cycle t+3, but every
+access behaves as if writes took effect in issue order, one per cycle. The RAM read port is
+transparent (a read sees a write to the same row in the same cycle), so a RAM read issued in cycle
+t sees the writes issued up to cycle t-3; the writes issued in cycles t-2 and t-1 are in H4 and S3
+when the request reaches S2 and are forwarded from there, newest first. So back-to-back
+ACCUMULATEs to the same row are exact, at any distance, and the read port returns a row including
+every write issued in an *earlier* cycle.
+
+Rules of the ports (both accept at most one request per cycle):
+
+* ``write`` never stalls: a request with ``en`` high is taken in that cycle.
+* ``read`` shares the RAM's single read port with ACCUMULATE, which has priority: ``read.ready`` is
+  low in a cycle with an ACCUMULATE write, and a read request is taken only when ``read.en`` and
+  ``read.ready`` are both high (``read.ready`` does not depend on ``read.en``). OVERWRITE writes do
+  not read the RAM, so reads proceed during them (a read and a write of the same row in the same
+  cycle return the row *before* that write).
+* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (3) cycles after the
+  cycle that took the request, for one cycle.
+* Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
+* Reset (``rst``) drops requests in flight; the RAM contents are kept.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .util import check_dimension
+
+__all__ = ["LANE", "AccumulatorRow", "WriteMode", "WriteSignature", "ReadSignature",
+           "Accumulator"]
+
+#: Shape of one accumulator lane.
+LANE = signed(32)
+
+#: Largest depth: buffer rows are addressed by 16-bit fields (``DmaDescriptor.sram_row``).
+MAX_DEPTH = 1 << 16
+
+
+class AccumulatorRow(data.ArrayLayout):
+    """One accumulator row: ``lanes`` int32 lanes, lane 0 in the least significant bits."""
+    def __init__(self, lanes):
+        super().__init__(LANE, lanes)
+
+
+class WriteMode(enum.Enum, shape=1):
+    """What a write does with the row already stored."""
+    OVERWRITE = 0   # row := data
+    ACCUMULATE = 1  # row := wrap_int32(row + data), lane by lane
+
+
+class WriteSignature(wiring.Signature):
+    """Accumulator write port, from the writer's side: ``addr``, ``data``, ``mode``, ``en``."""
+    def __init__(self, *, addr_width, lanes):
+        self.addr_width = addr_width
+        self.lanes = lanes
+        super().__init__({
+            "addr": Out(addr_width),
+            "data": Out(AccumulatorRow(lanes)),
+            "mode": Out(WriteMode),
+            "en":   Out(1),
+        })
+
+
+class ReadSignature(wiring.Signature):
+    """Accumulator read port, from the reader's side.
+
+    ``addr`` and ``en`` out, ``ready`` in (request taken when ``en & ready``), ``data`` and
+    ``valid`` in (``read_latency`` cycles after the request was taken).
+    """
+    def __init__(self, *, addr_width, lanes):
+        self.addr_width = addr_width
+        self.lanes = lanes
+        super().__init__({
+            "addr":  Out(addr_width),
+            "en":    Out(1),
+            "ready": In(1),
+            "data":  In(AccumulatorRow(lanes)),
+            "valid": In(1),
+        })
+
+
+class Accumulator(wiring.Component):
+    """``depth`` rows of ``lanes`` int32 lanes; overwrite or accumulate writes, one row per cycle.
+
+    Parameters
+    ----------
+    lanes : int
+        int32 lanes per row, 1 .. 256 (the tensor core's ``cols``).
+    depth : int
+        Number of rows, 1 .. 65536.
+
+    Attributes
+    ----------
+    read_latency : int
+        Cycles from a taken read request to ``read.valid`` (3).
+    write_latency : int
+        Cycles from a write request to the RAM write (3); invisible to users, see the module doc.
+    row_bytes : int
+        Bytes per row (``4 * lanes``), as the DMA sees it.
+    """
+    read_latency = 3
+    write_latency = 3
+
+    def __init__(self, *, lanes=8, depth=256):
+        self.lanes = check_dimension("lanes", lanes)
+        self.depth = check_dimension("depth", depth, maximum=MAX_DEPTH)
+        self.row_bytes = 4 * lanes
+        self.addr_width = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "write": In(WriteSignature(addr_width=self.addr_width, lanes=lanes)),
+            "read":  In(ReadSignature(addr_width=self.addr_width, lanes=lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, aw = self.lanes, self.addr_width
+        # Rows inside are plain 32*lanes-bit values: Yosys 0.70's ABC9 flow can crash ("Assert
+        # `count_id(wire->name) == 0'", YosysHQ/yosys#4349) on the `x` + `x[0]` wire names that
+        # Amaranth emits for array-shaped signals, and it did for this block with lanes=4.
+        width = LANE.width * lanes
+
+        def lane(value, i):
+            return value.word_select(i, LANE.width).as_signed()
+
+        m.submodules.memory = memory = Memory(shape=width, depth=self.depth, init=[])
+        mem_wr = memory.write_port()
+        # Transparent: ECP5 block RAM leaves a same-row read/write collision undefined, so Yosys
+        # adds a bypass for either choice; transparency lets that bypass replace one history stage.
+        mem_rd = memory.read_port(transparent_for=(mem_wr,))
+
+        # --- S0: requests; ACCUMULATE owns the RAM read port --------------------------------------
+        accumulate = Signal()
+        read_take = Signal()
+        m.d.comb += [
+            accumulate.eq(self.write.en & (self.write.mode == WriteMode.ACCUMULATE)),
+            self.read.ready.eq(~accumulate),
+            read_take.eq(self.read.en & self.read.ready),
+            mem_rd.addr.eq(Mux(accumulate, self.write.addr, self.read.addr)),
+            mem_rd.en.eq(accumulate | read_take),
+        ]
+
+        def stage(name, prev):
+            """Register the request fields of ``prev`` (a dict of values) as stage ``name``."""
+            regs = {}
+            for field, value in prev.items():
+                valid = field in ("wen", "acc", "ren")
+                regs[field] = Signal(len(value), name=f"{name}_{field}", reset_less=not valid)
+                m.d.sync += regs[field].eq(value)
+            return regs
+
+        s0 = {
+            "wen":   self.write.en,
+            "acc":   accumulate,
+            "waddr": self.write.addr,
+            "wdata": self.write.data.as_value(),
+            "ren":   read_take,
+            "raddr": self.read.addr,
+        }
+        s1 = stage("s1", s0)
+        s2 = stage("s2", s1)
+
+        # --- S1 -> S2: register the RAM output ----------------------------------------------------
+        rdata = Signal(width, name="s2_rdata", reset_less=True)
+        m.d.sync += rdata.eq(mem_rd.data)
+
+        # --- write stage S3 and the row written in the previous cycle (H4) ------------------------
+        history = []
+        for name in ("s3", "h4"):
+            history.append({
+                "valid": Signal(name=f"{name}_valid"),
+                "addr":  Signal(aw, name=f"{name}_addr", reset_less=True),
+                "data":  Signal(width, name=f"{name}_data", reset_less=True),
+            })
+        for newer, older in zip(history, history[1:]):
+            m.d.sync += [older[key].eq(newer[key]) for key in ("valid", "addr", "data")]
+
+        # --- S2: forwarding, add, read output -----------------------------------------------------
+        # Only one of the two requests in S2 used the RAM read port: the ACCUMULATE write if there
+        # was one, else the read. The forwarded row is for that request's address.
+        addr = Signal(aw)
+        old = Signal(width)
+        m.d.comb += addr.eq(Mux(s2["acc"], s2["waddr"], s2["raddr"]))
+        value = rdata
+        for entry in reversed(history):         # oldest first, so that the newest match wins
+            value = Mux(entry["valid"] & (entry["addr"] == addr), entry["data"], value)
+        m.d.comb += old.eq(value)
+
+        s3 = history[0]
+        m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
+        for i in range(lanes):
+            total = Signal(signed(LANE.width + 1), name=f"sum_{i}")
+            m.d.comb += total.eq(lane(old, i) + lane(s2["wdata"], i))
+            # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
+            m.d.sync += s3["data"].word_select(i, LANE.width).eq(
+                Mux(s2["acc"], total[:LANE.width], lane(s2["wdata"], i)))
+
+        m.d.comb += [
+            mem_wr.en.eq(s3["valid"]),
+            mem_wr.addr.eq(s3["addr"]),
+            mem_wr.data.eq(s3["data"]),
+        ]
+
+        read_data = Signal(width, reset_less=True)
+        read_valid = Signal()
+        m.d.sync += [read_valid.eq(s2["ren"]), read_data.eq(old)]
+        m.d.comb += [self.read.valid.eq(read_valid), self.read.data.eq(read_data)]
+        return m
