@@ -96,9 +96,10 @@ def register_map(*, rows=DEFAULT_CONFIG["rows"], cols=DEFAULT_CONFIG["cols"],
             Field("major", 8, Access.CONST, reset=major),
         ], description="Hardware version."),
         # --- configuration read-back ------------------------------------------------------------
-        constant("ROWS", rows, "Rows R of the PE array (int8 lanes of a scratchpad row).",
+        constant("ROWS", rows, "Rows R of the PE array (reduction length per tile).",
                  offset=0x010),
-        constant("COLS", cols, "Columns C of the PE array (int32 lanes of an accumulator row)."),
+        constant("COLS", cols, "Columns C of the PE array (output channels per tile). Buffer "
+                 "rows have max(ROWS, COLS) lanes."),
         constant("SCRATCHPAD_DEPTH", scratchpad_depth, "Rows of the scratchpad."),
         constant("ACCUMULATOR_DEPTH", accumulator_depth, "Rows of the accumulator."),
         constant("BUS_WIDTH", bus_width, "Data width of the AXI4 memory port, in bits."),

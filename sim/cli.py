@@ -2,8 +2,8 @@
 
 Subcommands::
 
-    tessera verilog [--rows R] [--cols C] [--multiplier generic|ecp5] [-o FILE]
-                                                        Verilog of the tensor core
+    tessera verilog [--top core|accelerator] [--rows R] [--cols C] [--multiplier generic|ecp5]
+                    [--bus-width 32|64|128] [-o FILE]    Verilog of the tensor core or top level
     tessera demo [--rows R] [--cols C] [--m M --k K --n N] [--sim SIM] [--seed S]
                                                         a GEMM on the RTL, checked against golden
 
@@ -53,15 +53,20 @@ def _cmd_verilog(args):
 
     check_dimension("rows", args.rows)   # before constructing: no half-built design on error
     check_dimension("cols", args.cols)
-    core = TensorCore(rows=args.rows, cols=args.cols, multiplier=args.multiplier)
-    text = verilog.convert(core, name="tessera_tensor_core")
+    if args.top == "core":
+        name = "tessera_tensor_core"
+        design = TensorCore(rows=args.rows, cols=args.cols, multiplier=args.multiplier)
+    else:
+        from tessera.rtl.top import Tessera
+        name = "tessera"
+        design = Tessera(rows=args.rows, cols=args.cols, bus_width=args.bus_width)
+    text = verilog.convert(design, name=name)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
-        print(f"wrote {args.output}: tessera_tensor_core, {args.rows}x{args.cols} PEs",
-              file=sys.stderr)
+        print(f"wrote {args.output}: {name}, {args.rows}x{args.cols} PEs", file=sys.stderr)
     return 0
 
 
@@ -110,8 +115,13 @@ def build_parser():
     parser = _Parser(prog="tessera", description="Tessera int8 tensor accelerator tools")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("verilog", help="write synthesizable Verilog of the tensor core")
+    p = sub.add_parser("verilog", help="write synthesizable Verilog of the tensor core or top level")
+    p.add_argument("--top", choices=["core", "accelerator"], default="core",
+                   help="tensor core alone (default) or the top level with registers, DMA and "
+                        "buffers")
     _add_array_options(p)
+    p.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
+                   help="AXI4 data width of the top level (default 64)")
     p.add_argument("--multiplier", choices=["generic", "ecp5"], default="generic",
                    help="PE multipliers: behavioural (default) or ECP5 MULT18X18D primitives")
     p.add_argument("-o", "--output", help="output file (default: standard output)")

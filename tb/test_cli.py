@@ -52,3 +52,13 @@ def test_core_synthesizes_for_ice40_with_dsp(tmp_path):
     cells = synth_verilog_cells(out.read_text(), "tessera_tensor_core", "ice40")
     print(cells)
     assert cells.get("SB_MAC16") == 6, cells
+
+
+def test_verilog_top_level(tmp_path):
+    out = tmp_path / "tessera.v"
+    assert main(["verilog", "--top", "accelerator", "--rows", "4", "--cols", "4",
+                 "--bus-width", "32", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module tessera(" in text
+    for port in ("s_axil__awaddr", "m_axi__arlen", "m_axi__wstrb", "irq"):
+        assert port in text, port

@@ -1,0 +1,21 @@
+"""pytest entry of the top-level testbench (tb/top_tb.py) on each selected simulator."""
+
+import pytest
+
+from tessera.rtl.top import Tessera
+from tessera.tb import simulators
+
+CONFIGS = {
+    "4x4-bus32": dict(rows=4, cols=4, scratchpad_depth=64, accumulator_depth=32, bus_width=32),
+    "8x4-bus64": dict(rows=8, cols=4, scratchpad_depth=64, accumulator_depth=32, bus_width=64),
+    "4x4-bus128": dict(rows=4, cols=4, scratchpad_depth=64, accumulator_depth=32, bus_width=128),
+}
+TESTCASES = ["identification", "dma_round_trips", "errors_and_interrupt",
+             "soft_reset_mid_transfer"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("testcase", TESTCASES)
+def test_top(sim, config, testcase, seed):
+    design = simulators.build(sim, "tessera", Tessera, CONFIGS[config])
+    simulators.run(design, "tessera.tb.top_tb", testcase=testcase, seed=seed)
