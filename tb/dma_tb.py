@@ -271,6 +271,15 @@ class TB:
     def counters(self):
         return int(self.dut.bytes_read.value), int(self.dut.bytes_written.value)
 
+    def summary(self, test, **extra):
+        """Log and append this test's counts to dma_summary.jsonl in the run directory."""
+        record = dict(test=test, params=self.params, transfers=self.transfers,
+                      bytes=self.bytes_checked, mismatches=0, **extra)
+        self.dut._log.info("%s: %d checked transfers, %d bytes, 0 mismatches %s", test,
+                           self.transfers, self.bytes_checked, extra or "")
+        with open("dma_summary.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
     def check_clean(self, label):
         assert not self.ram.violations, f"{label}: AXI protocol: {self.ram.violations[:5]}"
         assert not int(self.dut.sram_fault.value), f"{label}: buffer stream fault"
@@ -413,8 +422,7 @@ async def random_transfers(dut):
         for _ in range(per_mode):
             await tb.transfer(tb.random_descriptor(), f"random pause={axi_pause} stall={stall}")
     tb.check_clean("random")
-    dut._log.info("random_transfers: %d transfers, %d bytes, 0 mismatches", tb.transfers,
-                  tb.bytes_checked)
+    tb.summary("random_transfers")
 
 
 @cocotb.test()
@@ -445,8 +453,7 @@ async def boundary_sweep(dut):
         sram_row = tb.py_rng.randint(0, tb.depth[buffer] - rows)
         desc = Descriptor(page + offset, stride, rows, n, sram_row, buffer, direction)
         await tb.transfer(desc, f"sweep offset={offset} stride={kind}")
-    dut._log.info("boundary_sweep: %d transfers, %d bytes, 0 mismatches", tb.transfers,
-                  tb.bytes_checked)
+    tb.summary("boundary_sweep")
 
 
 @cocotb.test()
@@ -496,8 +503,7 @@ async def throughput(dut):
                 dut._log.info("DMA-THROUGHPUT read bursts in flight (max): %d", in_flight)
                 assert in_flight == tb.outstanding, \
                     f"{in_flight} read bursts in flight, expected {tb.outstanding}"
-    with open("dma_throughput.json", "w") as f:
-        json.dump({"params": tb.params, "results": report}, f, indent=1)
+    tb.summary("throughput", results=report)
 
 
 @cocotb.test()
@@ -537,6 +543,7 @@ async def rejections(dut):
                               direction)
             await tb.transfer(edge, "edge of range")
         await tb.transfer(tb.random_descriptor(buffer=buffer), "after rejections")
+    tb.summary("rejections", rejected=2 * 2 * 8)
 
 
 async def error_case(tb, direction, resp, where, axi_pause, stall):
@@ -627,7 +634,7 @@ async def read_errors(dut):
             axi_pause, stall = TRAFFIC[(index + count) % len(TRAFFIC)]
             await error_case(tb, Direction.LOAD, resp, where, axi_pause, stall)
         count += 1
-    dut._log.info("read_errors: 6 error cases and %d good transfers checked", tb.transfers)
+    tb.summary("read_errors", error_cases=6)
 
 
 @cocotb.test()
@@ -641,7 +648,7 @@ async def write_errors(dut):
             axi_pause, stall = TRAFFIC[(index + count) % len(TRAFFIC)]
             await error_case(tb, Direction.STORE, resp, where, axi_pause, stall)
         count += 1
-    dut._log.info("write_errors: 6 error cases and %d good transfers checked", tb.transfers)
+    tb.summary("write_errors", error_cases=6)
 
 
 @cocotb.test()
@@ -692,3 +699,4 @@ async def reset_mid_transfer(dut):
             for _ in range(2):
                 await tb.transfer(tb.random_descriptor(), "after reset")
             await tb.transfer(replace(desc, dram_addr=tb.place(rows * n)), "after reset, same")
+    tb.summary("reset_mid_transfer", resets=4)
