@@ -1,10 +1,10 @@
 """DMA engine: 2-D strided transfers between external memory (AXI4 manager) and the on-chip buffers.
 
 One descriptor (:class:`~tessera.rtl.dma_descriptor.DmaDescriptor`) moves ``rows`` rows of
-``row_bytes`` bytes between ``dram_addr + i * dram_stride`` and buffer row ``sram_row + i``. Any byte
-alignment of address, stride and length is allowed: loads realign bytes with a rotator, stores
-place bytes with a rotator and WSTRB and never write a byte outside ``[row start, row start +
-row_bytes)`` of a row. The DMA is buffer-agnostic: it sees one wide row stream per direction, so a
+``row_bytes`` bytes between ``dram_addr + i * dram_stride`` and buffer row ``sram_row + i``. Any
+byte alignment of address, stride and length is allowed: loads realign bytes with a rotator,
+stores place bytes with a rotator and WSTRB and never write a byte outside ``[row start, row start
++ row_bytes)`` of a row. The DMA is buffer-agnostic: it sees one wide row stream per direction, so a
 post-processing stage can later be inserted on the store path.
 
 Ports::
@@ -13,7 +13,7 @@ Ports::
     busy           Out  1                               a descriptor is being checked or executed
     done           Out  1                               one-cycle pulse at the end of a descriptor
     error          Out  4    DmaError                   of the last descriptor, held until the next
-    error_addr     Out  32                              failing burst address, or dram_addr if rejected
+    error_addr     Out  32                              failing burst's address (or dram_addr)
     bytes_read     Out  32                              free-running count of bytes loaded into rows
     bytes_written  Out  32                              free-running count of bytes stored to memory
     row_write      Out  {buffer, row, data[4*lanes]}    LOAD: one complete buffer row, zero-padded
@@ -47,11 +47,13 @@ Block diagram::
 Control state machine (``Dma``)::
 
     IDLE ──descriptor──► CHECK ──rejected (ZERO_ROWS, ZERO_BYTES, ROW_TOO_LONG, SRAM_RANGE)──► IDLE
-                           │                                                    (done, no bus traffic)
+                           │                                             (done, no bus traffic)
                            ├── LOAD ──► LOAD  until: no burst left or pending, all read bursts
-                           │                  complete (read_addrs empty), last row delivered ──► IDLE
+                           │                  complete (read_addrs empty), last row delivered
+                           │                  ──► IDLE
                            └── STORE ─► STORE until: no burst left or pending, all W beats sent,
-                                              all B responses received, no row request open  ──► IDLE
+                                              all B responses received, no row request open
+                                              ──► IDLE
 
 ``busy`` is high outside IDLE; ``done`` pulses in the first IDLE cycle, so the next descriptor can
 be accepted in the same cycle.
@@ -71,12 +73,12 @@ assembly register (no variable shifter of row width). After the row's last beat 
 zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY falls only when
 a row is complete and the previous one has not been taken yet.
 
-STORE (``WritePacker``): a buffer row is loaded into a shift register; each W beat is the window of
-the previous and the current ``B``-byte slot rotated by ``o``, the row then shifts by one slot. WSTRB
-masks the lanes before the row's first byte (first beat) and after its last byte (last beat). The next
-row is loaded in the same cycle as the previous row's last beat leaves, so rows follow without
-bubbles. W beats may precede their AW handshake (the burst length is queued when AWVALID rises), as
-AXI requires. Buffer rows are requested in order, up to ``ROW_PREFETCH`` rows ahead of the
+STORE (``WritePacker``): a buffer row is loaded into a shift register; each W beat is the window
+of the previous and the current ``B``-byte slot rotated by ``o``, the row then shifts by one slot.
+WSTRB masks the lanes before the row's first byte (first beat) and after its last byte (last beat).
+The next row is loaded in the same cycle as the previous row's last beat leaves, so rows follow
+without bubbles. W beats may precede their AW handshake (the burst length is queued when AWVALID
+rises), as AXI requires. Buffer rows are requested in order, up to ``ROW_PREFETCH`` rows ahead of the
 WritePacker, independently of the AW side (so the buffer's read latency overlaps the bursts).
 
 Errors: SLVERR or DECERR on any R beat or B response latches the first error code (READ_/WRITE_
@@ -95,9 +97,11 @@ reset together with the DMA (the testbench connects the AXI memory model to the 
 soft reset must only be applied while the DMA is idle. Buffer read requests in flight are likewise
 forgotten: the buffers' read pipelines share the reset.
 
-Timing: descriptor accepted in cycle t, validated in t+1, first AR/AW in t+2 (valid from t+3). With
-a memory that answers every cycle, LOAD and STORE move one bus word per cycle after the start-up
-latency (measured in tb/test_dma.py).
+Timing: descriptor accepted in cycle t, validated in t+1, first burst generated in t+2 (AxVALID
+from t+3). With a memory that answers every cycle, LOAD and STORE move one bus word per cycle after
+the start-up latency: measured with cocotbext-axi's memory model, 4096 beats take 4102 cycles
+(LOAD) and 4106 cycles (STORE) from descriptor to ``done`` on every bus width (tb/dma_tb.py,
+``throughput``).
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
@@ -596,7 +600,8 @@ class Dma(wiring.Component):
             write_lens.w_en.eq(gen.issue & storing),
             write_lens.w_data.eq(gen.issue_payload.len),
         ]
-        for prefix, valid in (("ar", gen.burst.valid & ~is_store), ("aw", gen.burst.valid & is_store)):
+        for prefix, valid in (("ar", gen.burst.valid & ~is_store),
+                              ("aw", gen.burst.valid & is_store)):
             m.d.comb += [
                 getattr(axi, f"{prefix}valid").eq(valid),
                 getattr(axi, f"{prefix}id").eq(0),

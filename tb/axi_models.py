@@ -128,11 +128,11 @@ class _Write(_Checks, AxiRamWrite):
 class CheckedAxiRam(AxiRam):
     """``AxiRam`` of ``size`` bytes (a plain ``bytearray``) with error injection and checks.
 
-    Queue limits: the model accepts up to ``read_queue`` read bursts ahead of the one it is
-    answering, so that a DMA's read concurrency shows; the R and B queues and the W queue keep
-    cocotbext-axi's defaults (the model answers one beat per cycle when not paused).
+    Queue limits: the model accepts up to ``queue`` read bursts and ``queue`` write bursts ahead
+    of the ones it is answering (cocotbext-axi's default is 2), so that a DMA's concurrency shows;
+    the R, W and B queues keep the defaults (the model answers one beat per cycle when not paused).
     """
-    def __init__(self, bus, clock, reset=None, *, size, max_burst=256, read_queue=8):
+    def __init__(self, bus, clock, reset=None, *, size, max_burst=256, queue=8):
         # AxiRam.__init__ builds its own read/write interfaces; build ours instead.
         self.write_if = None
         self.read_if = None
@@ -140,7 +140,8 @@ class CheckedAxiRam(AxiRam):
         self.write_if = _Write(bus.write, clock, reset, True, mem=self.mem)
         self.read_if = _Read(bus.read, clock, reset, True, mem=self.mem)
         self.write_if.ram = self.read_if.ram = self
-        self.read_if.ar_channel.queue_occupancy_limit = read_queue
+        self.read_if.ar_channel.queue_occupancy_limit = queue
+        self.write_if.aw_channel.queue_occupancy_limit = queue
         self.max_burst = max_burst
         self.faults = []            # (lo, hi, resp, "r"/"w"/"rw")
         self.writable = None

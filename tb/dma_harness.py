@@ -5,8 +5,8 @@ The harness keeps Python out of the per-cycle path of the buffer side: both buff
 comes from an LFSR in the hardware. The testbench (tb/dma_tb.py) reaches the buffers through a
 test port while the DMA is idle.
 
-Ports (beyond the DMA's own ``m_axi``, ``descriptor``, ``busy``, ``done``, ``error``, ``error_addr``,
-``bytes_read``, ``bytes_written``, which pass through unchanged)::
+Ports (beyond the DMA's own ``m_axi``, ``descriptor``, ``busy``, ``done``, ``error``,
+``error_addr``, ``bytes_read``, ``bytes_written``, which pass through unchanged)::
 
     sram_stall       In  8    probability (x/256) per cycle that row_write or row_read_req is not
                               ready and that a ready row_read_data word is held back
@@ -16,7 +16,7 @@ Ports (beyond the DMA's own ``m_axi``, ``descriptor``, ``busy``, ``done``, ``err
     tb_wdata         In  8*4*lanes
     tb_rdata         Out 8*4*lanes  row ``tb_row`` of ``tb_buffer``, read combinationally
     monitor_clear    In  1    clear the monitors below
-    reads_in_flight_max Out 8 most read bursts outstanding at once (AR handshakes minus last R beats)
+    reads_in_flight_max Out 8 most read bursts in flight at once (AR handshakes - last R beats)
     sram_fault       Out 1    sticky: a row_write or row_read_req named a row beyond its buffer, or
                               row_read_data words outnumbered the requests
     r_held           Out 32   cycles with RVALID and not RREADY (the DMA stalls the memory)
@@ -125,7 +125,8 @@ class DmaHarness(wiring.Component):
             m.d.comb += [port.addr.eq(req.payload.row),
                          port.en.eq(accept & (req.payload.buffer == index))]
             dma_reads.append(port)
-            with m.If(accept & (req.payload.buffer == index) & (req.payload.row >= self.depths[index])):
+            beyond = req.payload.row >= self.depths[index]
+            with m.If(accept & (req.payload.buffer == index) & beyond):
                 m.d.sync += fault.eq(1)
         m.d.sync += [in_read.eq(accept), in_read_buffer.eq(req.payload.buffer)]
         m.d.comb += [

@@ -1,9 +1,13 @@
 """cocotb testbench of the DMA engine (rtl/dma.py) in its harness (tb/dma_harness.py).
 
-Run from pytest by tb/test_dma.py. The memory is ``CheckedAxiRam`` (tb/axi_models.py: cocotbext-axi's
-``AxiRam`` with protocol checks and error injection) on the harness's ``m_axi_*`` ports, connected to
-the same reset as the DUT. The buffers are Amaranth memories in the harness, reached through its
-test port.
+Run from pytest by tb/test_dma.py. The memory is ``CheckedAxiRam`` (tb/axi_models.py:
+cocotbext-axi's ``AxiRam`` with protocol checks and error injection) on the harness's ``m_axi_*``
+ports. The buffers are Amaranth memories in the harness, reached through its test port.
+
+Reset: the memory model is connected to the DUT's reset, so a reset in mid-transfer also drops
+the transactions the memory holds (as a system reset of DMA and interconnect would). Bytes already
+written to memory or buffers stay; after such a reset the test takes memory and buffers as they
+are (``TB.resync``) before checking the next transfers.
 
 Scoreboard: the whole 128 KiB memory image and the buffer rows around each destination are
 compared byte for byte with a numpy reference (``reference_load`` / ``reference_store``) after
@@ -296,8 +300,12 @@ class TB:
         dut.descriptor__valid.value = 1
         waited = 0
         while True:
+            # Sample READY settled before the edge: right after an edge, simulators differ in
+            # whether they already show the values the edge produced.
+            await ReadOnly()
+            ready = int(dut.descriptor__ready.value)
             await RisingEdge(dut.clk)
-            if int(dut.descriptor__ready.value):
+            if ready:
                 break
             waited += 1
             assert waited < 1000, "descriptor not accepted: the DMA never became idle"
@@ -414,7 +422,7 @@ async def start(dut):
 
 @cocotb.test()
 async def random_transfers(dut):
-    """Random LOAD and STORE descriptors (alignment, lengths, strides, buffers) under each traffic."""
+    """Random LOAD and STORE descriptors (alignment, lengths, strides, buffers), all traffic."""
     tb = await start(dut)
     per_mode = 40 if FULL else 8
     for axi_pause, stall in TRAFFIC:
@@ -546,18 +554,24 @@ async def rejections(dut):
     tb.summary("rejections", rejected=2 * 2 * 8)
 
 
-async def error_case(tb, direction, resp, where, axi_pause, stall):
-    """One descriptor whose memory answers ``resp`` for one byte of row ``where``."""
+async def error_case(tb, direction, resp, where, short, axi_pause, stall):
+    """One descriptor whose memory answers ``resp`` for one byte of row ``where``. Long rows take
+    several bursts; short rows (at most one word) let bursts run several rows ahead."""
     rng, b = tb.py_rng, tb.beat_bytes
     buffer = Buffer.ACCUMULATOR
-    n = rng.randint(max(1, tb.row_len[buffer] // 2), tb.row_len[buffer])
-    rows = min(tb.depth[buffer], 10)
+    if short:
+        n = rng.randint(1, min(b, tb.row_len[buffer]))
+        rows = min(tb.depth[buffer], 16)
+    else:
+        n = rng.randint(max(1, tb.row_len[buffer] // 2), tb.row_len[buffer])
+        rows = min(tb.depth[buffer], 10)
     stride = n + b + rng.randint(0, 8)          # rows share no bus word
     desc = Descriptor(tb.place((rows - 1) * stride + n, near_page=True), stride, rows, n,
                       rng.randint(0, tb.depth[buffer] - rows), buffer, direction)
     row = {"first": 0, "middle": rows // 2, "last": rows - 1}[where]
     fault = desc.row_addr(row) % MEM_SIZE + rng.randrange(n)
-    label = f"{resp.name} in {where} row, pause={axi_pause} stall={stall}: {desc}"
+    label = (f"{resp.name} in {where} {'short' if short else 'long'} row, pause={axi_pause} "
+             f"stall={stall}: {desc}")
     tb.set_traffic(axi_pause, stall)
 
     lo, hi = desc.sram_row, desc.sram_row + rows
@@ -575,7 +589,8 @@ async def error_case(tb, direction, resp, where, axi_pause, stall):
     failing_row = bursts[bad][2]
     kind = "READ" if direction == Direction.LOAD else "WRITE"
     code = DmaError[f"{kind}_{resp.name}"]
-    assert result.error == code, f"{label}: error {DmaError(result.error).name}, expected {code.name}"
+    assert result.error == code, \
+        f"{label}: error {DmaError(result.error).name}, expected {code.name}"
     assert result.error_addr == bursts[bad][0], \
         f"{label}: error_addr {result.error_addr:#x}, expected {bursts[bad][0]:#x}"
     issued = tb.ram.read_bursts if direction == Direction.LOAD else tb.ram.write_bursts
@@ -623,37 +638,36 @@ async def error_case(tb, direction, resp, where, axi_pause, stall):
     await tb.transfer(tb.random_descriptor(), f"after {label}")
 
 
+async def error_cases(tb, direction):
+    """SLVERR and DECERR x first, middle, last row x long and short rows, cycling the traffic."""
+    from cocotbext.axi.constants import AxiResp
+    cases = [(resp, where, short) for resp in (AxiResp.SLVERR, AxiResp.DECERR)
+             for where in ("first", "middle", "last") for short in (False, True)]
+    for index, (resp, where, short) in enumerate(cases):
+        axi_pause, stall = TRAFFIC[index % len(TRAFFIC)]
+        await error_case(tb, direction, resp, where, short, axi_pause, stall)
+    return len(cases)
+
+
 @cocotb.test()
 async def read_errors(dut):
-    """SLVERR and DECERR on R beats in the first, a middle and the last row."""
+    """SLVERR and DECERR on R beats; each followed by good transfers."""
     tb = await start(dut)
-    from cocotbext.axi.constants import AxiResp
-    count = 0
-    for resp in (AxiResp.SLVERR, AxiResp.DECERR):
-        for index, where in enumerate(("first", "middle", "last")):
-            axi_pause, stall = TRAFFIC[(index + count) % len(TRAFFIC)]
-            await error_case(tb, Direction.LOAD, resp, where, axi_pause, stall)
-        count += 1
-    tb.summary("read_errors", error_cases=6)
+    count = await error_cases(tb, Direction.LOAD)
+    tb.summary("read_errors", error_cases=count)
 
 
 @cocotb.test()
 async def write_errors(dut):
-    """SLVERR and DECERR on B responses for bursts in the first, a middle and the last row."""
+    """SLVERR and DECERR on B responses; each followed by good transfers."""
     tb = await start(dut)
-    from cocotbext.axi.constants import AxiResp
-    count = 0
-    for resp in (AxiResp.SLVERR, AxiResp.DECERR):
-        for index, where in enumerate(("first", "middle", "last")):
-            axi_pause, stall = TRAFFIC[(index + count) % len(TRAFFIC)]
-            await error_case(tb, Direction.STORE, resp, where, axi_pause, stall)
-        count += 1
-    tb.summary("write_errors", error_cases=6)
+    count = await error_cases(tb, Direction.STORE)
+    tb.summary("write_errors", error_cases=count)
 
 
 @cocotb.test()
 async def reset_mid_transfer(dut):
-    """Reset while reads and while writes are in flight: bus idle, DMA idle, next transfers exact."""
+    """Reset while reads and while writes are in flight: bus and DMA idle, next transfers exact."""
     tb = await start(dut)
     dut_ = tb.dut
     buffer = Buffer.ACCUMULATOR
