@@ -5,13 +5,15 @@ stores the row (first K tile, or a bias row loaded by the DMA), ACCUMULATE adds 
 the row already there (later K tiles), wrapping in two's complement exactly like
 ``tessera.sim.golden.wrap_int32``. The store path reads rows back through the read port.
 
-The storage is one ``amaranth.lib.memory.Memory`` with one read port and one write port, which
-synthesis maps onto block RAM (ECP5 DP16KD in pseudo-dual-port mode). Everything else is a short
+The storage is one ``amaranth.lib.memory.Memory`` with one write port and two read ports (one for
+the read-modify-write of ACCUMULATE, one for the ``read`` port, so the store path never waits for
+the tensor core), which synthesis maps onto block RAM (ECP5 DP16KD in pseudo-dual-port mode, two
+copies for the two read ports). Everything else is a short
 pipeline whose size does not depend on ``depth``::
 
                  write.addr/data/mode/en                                   read.addr/en
                         │                                                      │
-    S0 (cycle t)        ├──── ACCUMULATE? ── RAM read addr ◄── otherwise ──────┘
+    S0 (cycle t)        ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
                         ▼                         │
     S1 (t+1)        [request]               [RAM read data]    (block RAM output)
                         ▼                         ▼
@@ -35,11 +37,10 @@ every write issued in an *earlier* cycle.
 Rules of the ports (both accept at most one request per cycle):
 
 * ``write`` never stalls: a request with ``en`` high is taken in that cycle.
-* ``read`` shares the RAM's single read port with ACCUMULATE, which has priority: ``read.ready`` is
-  low in a cycle with an ACCUMULATE write, and a read request is taken only when ``read.en`` and
-  ``read.ready`` are both high (``read.ready`` does not depend on ``read.en``). OVERWRITE writes do
-  not read the RAM, so reads proceed during them (a read and a write of the same row in the same
-  cycle return the row *before* that write).
+* ``read`` has its own RAM read port and never stalls: ``read.ready`` is always high (kept so that
+  readers are written for a port that may stall). A read and a write of the same row in the same
+  cycle return the row *before* that write; a read sees every write issued in an earlier cycle
+  (forwarded from S3/H4 like the read-modify-write).
 * ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (3) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
@@ -155,15 +156,21 @@ class Accumulator(wiring.Component):
         # adds a bypass for either choice; transparency lets that bypass replace one history stage.
         mem_rd = memory.read_port(transparent_for=(mem_wr,))
 
-        # --- S0: requests; ACCUMULATE owns the RAM read port --------------------------------------
+        # The external read port has its own RAM read port (the store path reads while the tensor
+        # core accumulates); Yosys duplicates the block RAM for it.
+        mem_rd_ext = memory.read_port(transparent_for=(mem_wr,))
+
+        # --- S0: requests ---------------------------------------------------------------------
         accumulate = Signal()
         read_take = Signal()
         m.d.comb += [
             accumulate.eq(self.write.en & (self.write.mode == WriteMode.ACCUMULATE)),
-            self.read.ready.eq(~accumulate),
-            read_take.eq(self.read.en & self.read.ready),
-            mem_rd.addr.eq(Mux(accumulate, self.write.addr, self.read.addr)),
-            mem_rd.en.eq(accumulate | read_take),
+            self.read.ready.eq(1),
+            read_take.eq(self.read.en),
+            mem_rd.addr.eq(self.write.addr),
+            mem_rd.en.eq(accumulate),
+            mem_rd_ext.addr.eq(self.read.addr),
+            mem_rd_ext.en.eq(read_take),
         ]
 
         def stage(name, prev):
@@ -188,7 +195,8 @@ class Accumulator(wiring.Component):
 
         # --- S1 -> S2: register the RAM output ----------------------------------------------------
         rdata = Signal(width, name="s2_rdata", reset_less=True)
-        m.d.sync += rdata.eq(mem_rd.data)
+        rdata_ext = Signal(width, name="s2_rdata_ext", reset_less=True)
+        m.d.sync += [rdata.eq(mem_rd.data), rdata_ext.eq(mem_rd_ext.data)]
 
         # --- write stage S3 and the row written in the previous cycle (H4) ------------------------
         history = []
@@ -202,15 +210,17 @@ class Accumulator(wiring.Component):
             m.d.sync += [older[key].eq(newer[key]) for key in ("valid", "addr", "data")]
 
         # --- S2: forwarding, add, read output -----------------------------------------------------
-        # Only one of the two requests in S2 used the RAM read port: the ACCUMULATE write if there
-        # was one, else the read. The forwarded row is for that request's address.
-        addr = Signal(aw)
+        # Each request in S2 gets the row its RAM read returned, overridden by the newest write
+        # still in S3 or H4 to the same row.
+        def forward(ram_data, addr):
+            value = ram_data
+            for entry in reversed(history):     # oldest first, so that the newest match wins
+                value = Mux(entry["valid"] & (entry["addr"] == addr), entry["data"], value)
+            return value
+
         old = Signal(width)
-        m.d.comb += addr.eq(Mux(s2["acc"], s2["waddr"], s2["raddr"]))
-        value = rdata
-        for entry in reversed(history):         # oldest first, so that the newest match wins
-            value = Mux(entry["valid"] & (entry["addr"] == addr), entry["data"], value)
-        m.d.comb += old.eq(value)
+        old_ext = Signal(width)
+        m.d.comb += [old.eq(forward(rdata, s2["waddr"])), old_ext.eq(forward(rdata_ext, s2["raddr"]))]
 
         s3 = history[0]
         m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
@@ -229,6 +239,6 @@ class Accumulator(wiring.Component):
 
         read_data = Signal(width, reset_less=True)
         read_valid = Signal()
-        m.d.sync += [read_valid.eq(s2["ren"]), read_data.eq(old)]
+        m.d.sync += [read_valid.eq(s2["ren"]), read_data.eq(old_ext)]
         m.d.comb += [self.read.valid.eq(read_valid), self.read.data.eq(read_data)]
         return m

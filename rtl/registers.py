@@ -10,10 +10,10 @@ Layout (byte offsets; later issues fill the reserved windows)::
     0x000  identification     ID, VERSION
     0x010  configuration      ROWS, COLS, SCRATCHPAD_DEPTH, ACCUMULATOR_DEPTH, BUS_WIDTH
     0x040  control            CTRL, STATUS
-    0x048  reserved           program address/length, ERROR_CODE/ERROR_INFO (fetch unit)
+    0x048  program            PROGRAM_ADDR, PROGRAM_LEN, ERROR_CODE, ERROR_INFO, WATCHDOG
     0x080  DMA                DMA_ERROR, DMA_ERROR_ADDR
     0x090  DMA test hook      DMA_ADDR, DMA_STRIDE, DMA_ROWS, DMA_SRAM, DMA_START
-    0x100  reserved           performance counters
+    0x100  performance        CYCLES .. DMA_BYTES_WRITTEN (PERF_COUNTERS)
 
 The DMA test hook registers mirror :class:`~tessera.rtl.dma_descriptor.DmaDescriptor` field for
 field (same names, same widths); :func:`dma_descriptor` assembles their outputs into one descriptor
@@ -30,7 +30,7 @@ from .csr import Access, Field, Register, RegisterFile, RegisterMap, Reserved
 from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
 from .util import check_dimension
 
-__all__ = ["ID_VALUE", "VERSION", "ADDR_WIDTH", "DEFAULT_CONFIG", "DMA_DESCRIPTOR_REGISTERS",
+__all__ = ["ID_VALUE", "VERSION", "ADDR_WIDTH", "DEFAULT_CONFIG", "PERF_COUNTERS", "WATCHDOG_DEFAULT", "DMA_DESCRIPTOR_REGISTERS",
            "register_map", "register_file", "dma_descriptor", "register_map_markdown"]
 
 #: ``ID`` reads 0x54535241: the ASCII characters "TSRA" from the most significant byte down.
@@ -45,13 +45,31 @@ ADDR_WIDTH = 12
 #: Configuration documented in docs/register-map.md and used when none is given: the default build
 #: (8x8, as ``tessera verilog``/``demo``), the buffers' and the AXI4 signature's default sizes. The
 #: top level passes its own values.
-DEFAULT_CONFIG = {"rows": 8, "cols": 8, "scratchpad_depth": 512, "accumulator_depth": 256,
+DEFAULT_CONFIG = {"rows": 8, "cols": 8, "scratchpad_depth": 4096, "accumulator_depth": 512,
                   "bus_width": 64}
 
 #: Registers whose fields are the DmaDescriptor fields, in address order.
 DMA_DESCRIPTOR_REGISTERS = ("DMA_ADDR", "DMA_STRIDE", "DMA_ROWS", "DMA_SRAM")
 
 _DESCRIPTOR = DmaDescriptor()
+
+#: Reset value of WATCHDOG: cycles without progress before a program is stopped.
+WATCHDOG_DEFAULT = 1 << 20
+
+#: Performance counters from 0x100 on, in address order: register name -> what it counts.
+PERF_COUNTERS = {
+    "CYCLES":          "Cycles from START to the end of the program.",
+    "LOAD_BUSY":       "Cycles the LOAD engine executes an instruction.",
+    "LOAD_STALL":      "Cycles the LOAD engine has an instruction waiting for a token or the DMA.",
+    "EXEC_BUSY":       "Cycles the EXEC engine executes an instruction.",
+    "EXEC_STALL":      "Cycles the EXEC engine has an instruction waiting for a token.",
+    "STORE_BUSY":      "Cycles the STORE engine executes an instruction.",
+    "STORE_STALL":     "Cycles the STORE engine has an instruction waiting for a token or the "
+                       "DMA.",
+    "MAC_ACTIVE":      "Cycles an activation row enters the PE array (R x C MACs each).",
+    "DMA_BYTES_READ":  "Bytes the DMA read from memory (instructions included).",
+    "DMA_BYTES_WRITTEN": "Bytes the DMA wrote to memory.",
+}
 
 
 def _descriptor_field(name, description):
@@ -119,8 +137,27 @@ def register_map(*, rows=DEFAULT_CONFIG["rows"], cols=DEFAULT_CONFIG["cols"],
             Field("error", 1, Access.RO,
                   description="An engine stopped on an error (see DMA_ERROR)."),
         ], description="Status."),
-        Reserved("control", 0x048, 0x38,
-                 description="program address/length, ERROR_CODE/ERROR_INFO (fetch unit)"),
+        Register("PROGRAM_ADDR", [
+            Field("addr", 32, Access.RW,
+                  description="Byte address of the program's first instruction in memory."),
+        ], offset=0x048, description="Program address (16-byte instructions, see docs/isa.md)."),
+        Register("PROGRAM_LEN", [
+            Field("length", 32, Access.RW,
+                  description="Instructions in the program; the last one executed must be HALT."),
+        ], description="Program length."),
+        Register("ERROR_CODE", [
+            Field("code", 8, Access.RO,
+                  description="ProgramError of the last program (table below); 0 = none."),
+        ], description="Why the last program stopped early."),
+        Register("ERROR_INFO", [
+            Field("index", 32, Access.RO,
+                  description="Index of the instruction that caused ERROR_CODE."),
+        ], description="Where the last program stopped early."),
+        Register("WATCHDOG", [
+            Field("cycles", 32, Access.RW, reset=WATCHDOG_DEFAULT,
+                  description="Cycles without progress after which a running program stops "
+                              "with WATCHDOG; 0 disables the watchdog."),
+        ], description="Watchdog limit."),
         # --- DMA --------------------------------------------------------------------------------
         Register("DMA_ERROR", [
             Field("code", 8, Access.RO, description="DmaError code of the error (table below); "
@@ -151,9 +188,10 @@ def register_map(*, rows=DEFAULT_CONFIG["rows"], cols=DEFAULT_CONFIG["cols"],
                   description="Launch the descriptor held in DMA_ADDR .. DMA_SRAM."),
         ], description="DMA test hook: start one descriptor."),
         # --- performance counters ---------------------------------------------------------------
-        Reserved("performance counters", 0x100, 0x100,
-                 description="total cycles, busy/stall cycles per engine, MAC-active cycles, "
-                             "DMA bytes read/written"),
+        *[Register(name, [Field("count", 32, Access.RO, description=text)],
+                   offset=0x100 if i == 0 else None,
+                   description="Performance counter (cleared by START, wraps at 2**32).")
+          for i, (name, text) in enumerate(PERF_COUNTERS.items())],
     ], addr_width=ADDR_WIDTH)
 
 

@@ -9,9 +9,15 @@ pseudo-dual-port mode, iCE40 EBR) instead of flip-flops::
     write.data ─►│  Memory: depth x lanes x int8 │
     write.en   ─►│                               │
                  │        (one write port,       │─► read.data   (valid the cycle after read.en)
-    read.addr  ─►│         one read port)        │
-    read.en    ─►│                               │
+    read.addr  ─►│         two read ports)       │
+    read.en    ─►│                               │─► read_b.data
+  read_b.addr  ─►│                               │
+  read_b.en    ─►│                               │
                  └───────────────────────────────┘
+
+``read`` and ``read_b`` are identical, independent read ports: the tensor core's activation stream
+uses one and its weight stream the other, so the next weight tile is read while activations stream.
+A second read port costs a second copy of the block RAM; Yosys removes it when ``read_b`` is unused.
 
 Timing::
 
@@ -106,6 +112,7 @@ class Scratchpad(wiring.Component):
         super().__init__({
             "write": In(WriteSignature(addr_width=self.addr_width, shape=row)),
             "read":  In(ReadSignature(addr_width=self.addr_width, shape=row)),
+            "read_b": In(ReadSignature(addr_width=self.addr_width, shape=row)),
         })
 
     def elaborate(self, platform):
@@ -114,7 +121,11 @@ class Scratchpad(wiring.Component):
                                               init=[])
         wr = memory.write_port()
         rd = memory.read_port(transparent_for=(wr,))
+        rd_b = memory.read_port(transparent_for=(wr,))
         m.d.comb += [
+            rd_b.addr.eq(self.read_b.addr),
+            rd_b.en.eq(self.read_b.en),
+            self.read_b.data.eq(rd_b.data),
             wr.addr.eq(self.write.addr),
             wr.data.eq(self.write.data),
             wr.en.eq(self.write.en),

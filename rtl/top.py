@@ -1,51 +1,78 @@
-"""Tessera top level: register file, DMA and on-chip buffers behind two standard AXI ports.
+"""Tessera top level: the whole accelerator behind two standard AXI ports and an interrupt.
 
-This is the memory side of the accelerator; the tensor core and the LOAD/EXEC/STORE engines join
-it in a later step. The host drives it through the register file; ``DMA_START`` launches the
-descriptor held in the ``DMA_*`` registers (the DMA test hook)::
+::
 
-    host ── s_axil (AXI4-Lite) ──► RegisterFile ── descriptor, start ──► Dma ── m_axi (AXI4) ──► memory
-                                        ▲  status, error, irq             │ ▲
-                                        └─────────────────────────────────┘ │
-                                                           row_write │      │ row_read_req/data
-                                                                     ▼      │
-                                                      Scratchpad (int8)  Accumulator (int32)
+    host ─ s_axil ─► RegisterFile ─ start, PROGRAM_ADDR/LEN ─► Controller ◄─ status of everything
+                          ▲   status, errors, counters, irq       │ begin / stop / force reset
+                          │                                        ▼
+                          │        ┌──────────── FetchUnit ◄── DMA rows (owner = fetch)
+                          │        ▼
+                          │   Dispatcher ─┬─► LoadEngine ──── descriptors ───┐
+                          │               ├─► ExecEngine (TensorCore)        ├─► DMA arbiter ─► Dma ─ m_axi ─► memory
+                          │               └─► StoreEngine ─── descriptors ───┘   (fetch, load,
+                          │                    │ CONFIG, requant params            store, DMA hook)
+                          │                    ▼
+       Scratchpad (int8 rows): write ◄ DMA rows; port A ► EXEC activations (or DMA hook reads);
+                               port B ► EXEC weights
+       Accumulator (int32 rows): write ◄ DMA rows (priority) or EXEC results; read ► store path:
+                               Requantizer (STORE requant) or raw ─► read FIFO ─► DMA ─► memory
 
 Buffer rows: both buffers have ``lanes = max(rows, cols)`` lanes, so one scratchpad row can feed
 the array's activations (``rows`` lanes) or weights (``cols`` lanes). A scratchpad row is ``lanes``
 bytes; an accumulator row is ``4 * lanes`` bytes, int32 lanes little-endian (lane 0 first), which is
 exactly the DMA's byte order, so rows pass between the DMA and the buffers without reordering.
 
-Register behaviour (see docs/register-map.md for the map):
+The DMA is shared: an arbiter grants it, while it is idle, to the STORE engine, the fetch unit,
+the LOAD engine and the DMA test hook, in that priority, and routes ``done``/``error`` and the
+row streams to the owner of the running descriptor.
 
-* ``DMA_START.start``: launches the descriptor in DMA_ADDR .. DMA_SRAM. A start while the DMA is
-  busy waits (one deep) and is taken when the DMA is idle; the registers are sampled then.
-* ``STATUS.busy``: the DMA is running or a start is waiting. ``STATUS.done`` (write 1 to clear)
-  is set when a descriptor completes, with or without error. ``STATUS.error``: the last
-  descriptor ended with an error; ``DMA_ERROR.code`` / ``DMA_ERROR_ADDR`` say which and where.
+Register behaviour (see docs/register-map.md for the map, docs/isa.md for programs):
+
+* ``CTRL.start`` (while no program runs): clears ERROR_CODE/ERROR_INFO, the tokens and the
+  performance counters, and runs the program at PROGRAM_ADDR (PROGRAM_LEN instructions). At the
+  end STATUS.done is set; ERROR_CODE says whether it failed (STATUS.error).
+* ``DMA_START.start`` (the DMA test hook, while no program runs): launches the descriptor in
+  DMA_ADDR .. DMA_SRAM; a start while the DMA is busy waits (one deep).
+* ``STATUS.busy``: a program or a hook transfer is running or waiting. ``STATUS.done`` (write 1
+  to clear): a program or hook transfer completed, with or without error. ``STATUS.error``: the
+  last program stopped with an error, or the last hook transfer failed (DMA_ERROR says why).
 * ``irq`` = ``CTRL.irq_enable & (STATUS.done | STATUS.error)``: level, cleared by clearing done.
-* ``CTRL.soft_reset``: stops accepting starts; as soon as the DMA is idle (it always finishes its
-  bursts protocol-correctly, so this is bounded), the DMA and the buffers' pipelines are reset for
-  one cycle and ``STATUS.done`` is cleared. Registers keep their values, buffer contents are kept.
-  The AXI ports never see an abandoned transaction.
+* ``CTRL.soft_reset``: stops a running program (nothing new starts), and as soon as the DMA is
+  idle (it always finishes its bursts protocol-correctly, so this is bounded) resets the engines,
+  the DMA and the buffers' pipelines for one cycle and clears STATUS.done. Registers keep their
+  values, buffer contents are kept. The AXI ports never see an abandoned transaction.
+* The watchdog (WATCHDOG cycles without progress) stops a program whose memory stopped answering:
+  it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .accumulator import Accumulator, WriteMode
 from .axi import AXI4LiteSignature, AXI4Signature
+from .controller import Controller
+from .dispatcher import Dispatcher
 from .dma import Dma
 from .dma_descriptor import Buffer, DmaError
-from .registers import ADDR_WIDTH, dma_descriptor, register_file
+from .exec_engine import ExecEngine
+from .fetch import FetchUnit
+from .load_engine import LoadEngine
+from .registers import ADDR_WIDTH, PERF_COUNTERS, dma_descriptor, register_file
+from .requant import Requantizer
 from .scratchpad import Scratchpad
+from .store_engine import StoreEngine
+from .util import delay
 
 __all__ = ["Tessera"]
 
-#: Buffer rows that may be requested by the DMA's store path before their data is taken.
-READ_SLOTS = 4
+#: Buffer rows the store path may have requested but not yet handed to the DMA: covers the
+#: accumulator's and the requantizer's latency, so stores stream one row per cycle.
+READ_SLOTS = 16
+
+#: DMA clients in grant priority order.
+CLIENTS = ("store", "fetch", "load", "hook")
 
 
 class Tessera(wiring.Component):
@@ -61,18 +88,33 @@ class Tessera(wiring.Component):
         AXI4 data width: 32, 64 or 128.
     id_width : int
         AXI4 ID width.
+    multiplier : str
+        PE multiplier implementation (``auto``, ``generic``, ``ecp5``), see rtl/multiplier.py.
     """
-    def __init__(self, *, rows=8, cols=8, scratchpad_depth=512, accumulator_depth=256,
-                 bus_width=64, id_width=4):
+    def __init__(self, *, rows=8, cols=8, scratchpad_depth=4096, accumulator_depth=512,
+                 bus_width=64, id_width=4, multiplier="auto"):
         self.config = dict(rows=rows, cols=cols, scratchpad_depth=scratchpad_depth,
                            accumulator_depth=accumulator_depth, bus_width=bus_width)
         # Constructing the register file validates the configuration with clear messages.
         self.regs = register_file(**self.config)
-        self.lanes = max(rows, cols)
-        self.dma = Dma(data_width=bus_width, id_width=id_width, lanes=self.lanes,
+        self.lanes = lanes = max(rows, cols)
+        self.dma = Dma(data_width=bus_width, id_width=id_width, lanes=lanes,
                        scratchpad_depth=scratchpad_depth, accumulator_depth=accumulator_depth)
-        self.scratchpad = Scratchpad(lanes=self.lanes, depth=scratchpad_depth)
-        self.accumulator = Accumulator(lanes=self.lanes, depth=accumulator_depth)
+        self.scratchpad = Scratchpad(lanes=lanes, depth=scratchpad_depth)
+        self.accumulator = Accumulator(lanes=lanes, depth=accumulator_depth)
+        self.fetch = FetchUnit(lanes=lanes, accumulator_depth=accumulator_depth)
+        self.dispatcher = Dispatcher(rows=rows, cols=cols, lanes=lanes,
+                                     scratchpad_depth=scratchpad_depth,
+                                     accumulator_depth=accumulator_depth)
+        self.load_engine = LoadEngine()
+        self.exec_engine = ExecEngine(rows=rows, cols=cols, lanes=lanes,
+                                      scratchpad_addr_width=self.scratchpad.addr_width,
+                                      accumulator_addr_width=self.accumulator.addr_width,
+                                      multiplier=multiplier)
+        self.store_engine = StoreEngine(lanes=lanes,
+                                        accumulator_addr_width=self.accumulator.addr_width)
+        self.requantizer = Requantizer(lanes=lanes)
+        self.controller = Controller()
         super().__init__({
             "s_axil": In(AXI4LiteSignature(addr_width=ADDR_WIDTH)),
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=bus_width, id_width=id_width)),
@@ -81,90 +123,228 @@ class Tessera(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        lanes = self.lanes
         regs = m.submodules.regs = self.regs
+        dma, spad, acc = self.dma, self.scratchpad, self.accumulator
+        fetch, disp, ctrl = self.fetch, self.dispatcher, self.controller
+        load, exe, store, rq = self.load_engine, self.exec_engine, self.store_engine, \
+            self.requantizer
 
-        # Soft reset: wait until the DMA is idle, then reset the engines for one cycle.
+        # --- soft reset and watchdog reset ------------------------------------------------------
         soft_reset_pending = Signal()
+        soft_reset = Signal()          # the cycle the engines are reset by CTRL.soft_reset
         engine_reset = Signal()
-        m.d.comb += engine_reset.eq(soft_reset_pending & ~self.dma.busy)
+        m.d.comb += [
+            soft_reset.eq(soft_reset_pending & ~dma.busy),
+            engine_reset.eq(soft_reset | ctrl.force_reset),
+        ]
         with m.If(regs.ctrl.soft_reset):
             m.d.sync += soft_reset_pending.eq(1)
-        with m.Elif(engine_reset):
+        with m.Elif(soft_reset):
             m.d.sync += soft_reset_pending.eq(0)
         engines = ResetInserter(engine_reset)
-        dma, spad, acc = self.dma, self.scratchpad, self.accumulator
-        m.submodules.dma = engines(dma)
-        m.submodules.scratchpad = engines(spad)
-        m.submodules.accumulator = engines(acc)
+        for name, block in (("dma", dma), ("scratchpad", spad), ("accumulator", acc),
+                            ("fetch", fetch), ("dispatcher", disp), ("load_engine", load),
+                            ("exec_engine", exe), ("store_engine", store), ("requantizer", rq)):
+            m.submodules[name] = engines(block)
+        m.submodules.controller = ResetInserter(soft_reset)(ctrl)
 
         connect(m, flipped(self.s_axil), regs.s_axil)
         connect(m, dma.m_axi, flipped(self.m_axi))
 
-        # --- DMA test hook: DMA_START launches the descriptor registers -------------------------
-        start_pending = Signal()
-        with m.If(regs.dma_start.start & ~soft_reset_pending):
-            m.d.sync += start_pending.eq(1)
-        with m.Elif(dma.descriptor.ready | engine_reset):
-            m.d.sync += start_pending.eq(0)
+        # --- program control --------------------------------------------------------------------
         m.d.comb += [
-            dma.descriptor.payload.eq(dma_descriptor(regs)),
-            dma.descriptor.valid.eq(start_pending & ~soft_reset_pending),
+            ctrl.start.eq(regs.ctrl.start),
+            ctrl.soft_abort.eq(soft_reset_pending),
+            ctrl.watchdog.eq(regs.watchdog.cycles),
+            fetch.start.eq(ctrl.begin),
+            fetch.abort.eq(~ctrl.running | ctrl.stop),
+            fetch.program_addr.eq(regs.program_addr.addr),
+            fetch.program_len.eq(regs.program_len.length),
+            disp.start.eq(ctrl.begin),
+            disp.stop.eq(ctrl.stop | ~ctrl.running),
+            disp.program_len.eq(regs.program_len.length),
+            disp.fault.eq(fetch.fault),
+            disp.fault_index.eq(fetch.fault_index),
+            disp.engines_idle.eq(load.control.empty & exe.control.empty & store.control.empty &
+                                 ~load.control.busy & ~exe.control.busy & ~store.control.busy &
+                                 ~load.control.stall & ~exe.control.stall &
+                                 ~store.control.stall),
+            ctrl.halted.eq(disp.halted),
+            ctrl.stuck.eq(disp.stuck),
+            ctrl.dispatched.eq(disp.dispatched),
+            ctrl.dispatch_index.eq(disp.index),
+            ctrl.dispatch_error.eq(disp.error),
+            ctrl.dispatch_error_en.eq(disp.error_en),
+            ctrl.dispatch_error_index.eq(disp.error_index),
+            ctrl.fetch_busy.eq(fetch.busy),
+            ctrl.dma_busy.eq(dma.busy),
+            ctrl.mac_active.eq(exe.mac_active),
+            ctrl.bytes_read.eq(dma.bytes_read),
+            ctrl.bytes_written.eq(dma.bytes_written),
         ]
+        connect(m, fetch.insn, disp.insn)
+        connect(m, disp.load, load.queue)
+        connect(m, disp.exec, exe.queue)
+        connect(m, disp.store, store.queue)
+        connect(m, load.control, ctrl.load)
+        connect(m, exe.control, ctrl.exec)
+        connect(m, store.control, ctrl.store)
+        bus = self.m_axi
+        m.d.comb += ctrl.progress.eq(
+            (bus.arvalid & bus.arready) | (bus.rvalid & bus.rready) |
+            (bus.awvalid & bus.awready) | (bus.wvalid & bus.wready) |
+            (bus.bvalid & bus.bready))
 
-        # --- status, errors, interrupt ----------------------------------------------------------
+        # --- DMA arbiter ---------------------------------------------------------------------------
+        hook_pending = Signal()
+        hook_valid = Signal()
+        with m.If(regs.dma_start.start & ~soft_reset_pending):
+            m.d.sync += hook_pending.eq(1)
+        with m.Elif((hook_valid & dma.descriptor.ready) | engine_reset):
+            m.d.sync += hook_pending.eq(0)
+        m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & ~ctrl.running)
+        requests = {
+            "store": (store.descriptor.valid, store.descriptor.payload),
+            "fetch": (fetch.descriptor.valid, fetch.descriptor.payload),
+            "load": (load.descriptor.valid, load.descriptor.payload),
+            "hook": (hook_valid, dma_descriptor(regs)),
+        }
+        owner = Signal(range(len(CLIENTS)))
+        granted = [Signal(name=f"grant_{name}") for name in CLIENTS]
+        earlier = 0
+        for i, name in enumerate(CLIENTS):
+            valid, payload = requests[name]
+            m.d.comb += granted[i].eq(valid & ~earlier)
+            earlier = earlier | valid
+            with m.If(granted[i]):
+                m.d.comb += [dma.descriptor.valid.eq(1), dma.descriptor.payload.eq(payload)]
+                with m.If(dma.descriptor.ready):
+                    m.d.sync += owner.eq(i)
+        for i, name in enumerate(CLIENTS):
+            if name != "hook":
+                client = {"store": store, "fetch": fetch, "load": load}[name]
+                m.d.comb += [
+                    client.descriptor.ready.eq(granted[i] & dma.descriptor.ready),
+                    client.dma_done.eq(dma.done & (owner == i)),
+                    client.dma_error.eq(dma.error),
+                ]
+        owned_by = {name: owner == i for i, name in enumerate(CLIENTS)}
+
+        # --- status, errors, interrupt --------------------------------------------------------------
+        hook_error = Signal()
+        hook_done = Signal()
+        m.d.comb += hook_done.eq(dma.done & owned_by["hook"])
+        with m.If(hook_done):
+            m.d.sync += hook_error.eq(dma.error != DmaError.NONE)
+        with m.Elif(ctrl.begin):
+            m.d.sync += hook_error.eq(0)
         m.d.comb += [
-            regs.status.busy.eq(dma.busy | start_pending),
-            regs.status.done_set.eq(dma.done),
-            regs.status.error.eq(dma.error != DmaError.NONE),
+            regs.status.busy.eq(ctrl.running | hook_pending | dma.busy),
+            regs.status.done_set.eq(ctrl.done | hook_done),
+            regs.status.error.eq((ctrl.error_code != 0) | hook_error),
+            regs.error_code.code.eq(ctrl.error_code),
+            regs.error_info.index.eq(ctrl.error_index),
             regs.dma_error.code.eq(dma.error),
             regs.dma_error_addr.addr.eq(dma.error_addr),
             self.irq.eq(regs.ctrl.irq_enable & (regs.status.done | regs.status.error)),
         ]
+        for name in PERF_COUNTERS:
+            m.d.comb += getattr(regs, name.lower()).count.eq(
+                getattr(ctrl, f"count_{name.lower()}"))
 
-        # --- LOAD: DMA rows into the buffers (both write ports never stall) --------------------
+        # --- DMA rows in: fetch unit, scratchpad, accumulator -----------------------------------
         row = dma.row_write.payload
+        to_fetch = owned_by["fetch"]
+        acc_dma_write = Signal()
         m.d.comb += [
             dma.row_write.ready.eq(1),
+            fetch.row_valid.eq(dma.row_write.valid & to_fetch),
+            fetch.row_data.eq(row.data.as_value()),
             spad.write.addr.eq(row.row),
-            spad.write.data.as_value().eq(row.data.as_value()[:8 * self.lanes]),
-            spad.write.en.eq(dma.row_write.valid & (row.buffer == Buffer.SCRATCHPAD)),
-            acc.write.addr.eq(row.row),
-            acc.write.data.as_value().eq(row.data.as_value()),
-            acc.write.mode.eq(WriteMode.OVERWRITE),
-            acc.write.en.eq(dma.row_write.valid & (row.buffer == Buffer.ACCUMULATOR)),
+            spad.write.data.as_value().eq(row.data.as_value()[:8 * lanes]),
+            spad.write.en.eq(dma.row_write.valid & ~to_fetch &
+                             (row.buffer == Buffer.SCRATCHPAD)),
+            acc_dma_write.eq(dma.row_write.valid & ~to_fetch &
+                             (row.buffer == Buffer.ACCUMULATOR)),
+            exe.acc_write_ready.eq(~acc_dma_write),
         ]
+        with m.If(acc_dma_write):
+            m.d.comb += [
+                acc.write.addr.eq(row.row),
+                acc.write.data.as_value().eq(row.data.as_value()),
+                acc.write.mode.eq(WriteMode.OVERWRITE),
+                acc.write.en.eq(1),
+            ]
+        with m.Else():
+            m.d.comb += [
+                acc.write.addr.eq(exe.acc_write.addr),
+                acc.write.data.eq(exe.acc_write.data),
+                acc.write.mode.eq(exe.acc_write.mode),
+                acc.write.en.eq(exe.acc_write.en),
+            ]
 
-        # --- STORE: buffer rows to the DMA, through a small FIFO with credits -------------------
-        # A request is taken only when the FIFO is sure to have room for its data, so the
-        # fixed-latency read ports never overflow it. All requests of one descriptor go to one
-        # buffer, so data comes back in request order.
-        fifo = SyncFIFOBuffered(width=32 * self.lanes, depth=READ_SLOTS)
-        m.submodules.read_fifo = engines(fifo)
-        in_use = Signal(range(READ_SLOTS + 1))
+        # --- scratchpad reads: EXEC (both ports) or the DMA hook's store path (port A) -------------
         req = dma.row_read_req
         to_spad = Signal()
         take = Signal()
-        pop = Signal()
         m.d.comb += [
             to_spad.eq(req.payload.buffer == Buffer.SCRATCHPAD),
-            req.ready.eq((in_use != READ_SLOTS) & (to_spad | acc.read.ready)),
+            spad.read.addr.eq(Mux(take & to_spad, req.payload.row, exe.act_read.addr)),
+            spad.read.en.eq((take & to_spad) | exe.act_read.en),
+            exe.act_read.data.eq(spad.read.data),
+            spad.read_b.addr.eq(exe.wgt_read.addr),
+            spad.read_b.en.eq(exe.wgt_read.en),
+            exe.wgt_read.data.eq(spad.read_b.data),
+        ]
+
+        # --- accumulator reads: CONFIG parameters or the store path -------------------------------
+        param_read = store.param_read
+        dma_acc_read = Signal()
+        m.d.comb += [
+            dma_acc_read.eq(take & ~to_spad),
+            acc.read.addr.eq(Mux(param_read.en, param_read.addr, req.payload.row)),
+            acc.read.en.eq(param_read.en | dma_acc_read),
+            store.acc_data.eq(acc.read.data),
+            store.acc_valid.eq(delay(m, param_read.en, acc.read_latency, "param_read")),
+        ]
+
+        # --- store path: rows to the DMA through a FIFO with credits ------------------------------
+        # A request is taken only when the FIFO is sure to have room for its data, so the
+        # fixed-latency read ports and the requantizer never overflow it. All requests of one
+        # descriptor go to one buffer in one mode, so data comes back in request order.
+        fifo = SyncFIFOBuffered(width=32 * lanes, depth=READ_SLOTS)
+        m.submodules.read_fifo = engines(fifo)
+        in_use = Signal(range(READ_SLOTS + 1))
+        pop = Signal()
+        requant = Signal()
+        m.d.comb += [
+            requant.eq(store.requant & owned_by["store"]),
+            req.ready.eq(in_use != READ_SLOTS),
             take.eq(req.valid & req.ready),
-            spad.read.addr.eq(req.payload.row),
-            spad.read.en.eq(take & to_spad),
-            acc.read.addr.eq(req.payload.row),
-            acc.read.en.eq(take & ~to_spad),
             pop.eq(fifo.r_rdy & fifo.r_en),
         ]
         with m.If(engine_reset):
             m.d.sync += in_use.eq(0)
         with m.Else():
             m.d.sync += in_use.eq(in_use + take - pop)
-        spad_data_valid = Signal()       # scratchpad read latency is one cycle
-        m.d.sync += spad_data_valid.eq(take & to_spad & ~engine_reset)
-        with m.If(spad_data_valid):
+        spad_valid = delay(m, take & to_spad, spad.read_latency, "spad_read")
+        acc_valid = delay(m, dma_acc_read, acc.read_latency, "acc_read")
+        m.d.comb += [
+            rq.i_valid.eq(acc_valid & requant),
+            rq.i_data.eq(acc.read.data),
+            rq.multiplier.eq(store.multiplier),
+            rq.shift.eq(store.shift),
+            rq.zero_point.eq(store.zero_point),
+            rq.act_min.eq(store.act_min),
+            rq.act_max.eq(store.act_max),
+        ]
+        with m.If(spad_valid):
             m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(spad.read.data.as_value())]
-        with m.Elif(acc.read.valid):
+        with m.Elif(acc_valid & ~requant):
             m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(acc.read.data.as_value())]
+        with m.Elif(rq.o_valid):
+            m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(rq.o_data.as_value())]
         m.d.comb += [
             dma.row_read_data.valid.eq(fifo.r_rdy),
             dma.row_read_data.payload.as_value().eq(fifo.r_data),

@@ -139,14 +139,15 @@ class AccumulatorDriver:
     """Drives an Accumulator one cycle at a time and checks every read against the model.
 
     Reads are checked when ``read.valid`` rises, ``read_latency`` cycles after they were taken;
-    ``read.ready`` is checked against the port rule (low exactly in cycles with an ACCUMULATE).
+    ``read.ready`` is checked against the port rule (always high: the read port has its own RAM
+    port, so reads proceed during ACCUMULATE writes).
     """
     def __init__(self, ctx, dut, model, label):
         self.ctx, self.dut, self.model, self.label = ctx, dut, model, label
         self.pending = {}           # cycle at which data is due -> expected row
         self.cycle = 0
         self.reads = 0
-        self.refused = 0
+        self.concurrent = 0         # reads taken in a cycle with an ACCUMULATE write
 
     async def step(self, write=None, read=None):
         """``write`` = (addr, values, mode) or None, ``read`` = addr or None; returns taken?"""
@@ -159,16 +160,15 @@ class AccumulatorDriver:
         ctx.set(dut.read.en, read is not None)
         if read is not None:
             ctx.set(dut.read.addr, read)
-        accumulate = write is not None and write[2] == WriteMode.ACCUMULATE
         ready = ctx.get(dut.read.ready)
-        assert ready == (not accumulate), f"{self.label}: read.ready={ready} in cycle {self.cycle}"
+        assert ready == 1, f"{self.label}: read.ready={ready} in cycle {self.cycle}"
         taken = read is not None and ready
         if taken:
             # A read sees every write of earlier cycles, not the one of its own cycle.
             self.pending[self.cycle + dut.read_latency] = self.model.rows[read].tolist()
             self.reads += 1
-        elif read is not None:
-            self.refused += 1
+            if write is not None and write[2] == WriteMode.ACCUMULATE:
+                self.concurrent += 1
         if write is not None:
             self.model.write(*write)
         await ctx.tick()
@@ -229,10 +229,10 @@ def test_accumulator_random(lanes, depth, seed):
                 await drv.step(write, read)
         await drv.drain()
         await drv.read_all()
-        stats.update(reads=drv.reads, refused=drv.refused)
+        stats.update(reads=drv.reads, concurrent=drv.concurrent)
 
     simulate(dut, bench, f"accumulator_random_{lanes}x{depth}")
-    assert stats["reads"] > 300 and stats["refused"] > 50, stats
+    assert stats["reads"] > 300 and stats["concurrent"] > 50, stats
 
 
 def test_accumulator_back_to_back(seed):
@@ -368,4 +368,6 @@ def test_synth_block_ram(name, synth_results):
     assert large["bram"] > small["bram"], report
     # Storage in flip-flops would add 3 * depth * bits of them; address registers add a few.
     assert large["ff"] - small["ff"] <= 32, report
-    assert small["ff"] < 8 * bits, report
+    # The pipeline holds a few rows (accumulator: S1/S2 data, two RAM output registers, S3, H4,
+    # read data = 7 rows): a fixed multiple of a row, never a multiple of the depth.
+    assert small["ff"] < 10 * bits, report

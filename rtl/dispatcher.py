@@ -1,0 +1,107 @@
+"""Dispatcher: sends fetched instructions, in program order, to the LOAD, EXEC and STORE queues.
+
+::
+
+    fetch FIFO ─► Decoder ─┬─ illegal ────────────► error (code, index); stop
+                           ├─ LOAD ───────────────► LOAD queue   ┐ waits while the target
+                           ├─ MATMUL ─────────────► EXEC queue   │ queue is full
+                           ├─ STORE, CONFIG ──────► STORE queue  ┘
+                           ├─ FENCE ─► wait until every queue is empty and every engine idle
+                           └─ HALT ──► ``halted``: dispatch nothing more
+
+Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
+number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
+``stuck`` says the dispatcher cannot move without an engine moving first (halted, waiting at a
+FENCE or on a full queue, or stopped): one input of the controller's deadlock detection.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .decoder import Decoder
+from .engine import INDEX, QueueEntry
+from .isa import Engine, ProgramError
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher(wiring.Component):
+    """Ports: ``start``, ``stop`` (controller), ``program_len``; ``insn`` in (fetch FIFO);
+    ``fault``/``fault_index`` (fetch unit); ``engines_idle`` (every queue empty, nothing
+    executing); ``load``/``exec``/``store`` queue streams out; ``halted``, ``stuck``, ``index``
+    (next instruction); ``error``/``error_en``/``error_index`` out; ``dispatched`` (a pulse per
+    instruction dispatched)."""
+    def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
+        self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
+                               scratchpad_depth=scratchpad_depth,
+                               accumulator_depth=accumulator_depth)
+        super().__init__({
+            "start":        In(1),
+            "stop":         In(1),
+            "program_len":  In(32),
+            "insn":         In(stream.Signature(QueueEntry())),
+            "fault":        In(1),
+            "fault_index":  In(INDEX),
+            "engines_idle": In(1),
+            "load":         Out(stream.Signature(QueueEntry())),
+            "exec":         Out(stream.Signature(QueueEntry())),
+            "store":        Out(stream.Signature(QueueEntry())),
+            "halted":       Out(1),
+            "stuck":        Out(1),
+            "index":        Out(INDEX),
+            "error":        Out(4),
+            "error_en":     Out(1),
+            "error_index":  Out(INDEX),
+            "dispatched":   Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        dec = m.submodules.decoder = self.decoder
+        head = self.insn.payload
+        length = Signal(32)
+        active = Signal()
+        go = Signal()              # the head is a LOAD/MATMUL/STORE/CONFIG offered to its queue
+        take = Signal()
+        target_ready = Signal()
+        m.d.comb += dec.word.eq(head.word)
+        for queue in (self.load, self.exec, self.store):
+            m.d.comb += queue.payload.eq(head)
+        with m.Switch(dec.engine):
+            with m.Case(Engine.LOAD):
+                m.d.comb += [target_ready.eq(self.load.ready), self.load.valid.eq(go)]
+            with m.Case(Engine.EXEC):
+                m.d.comb += [target_ready.eq(self.exec.ready), self.exec.valid.eq(go)]
+            with m.Case(Engine.STORE):
+                m.d.comb += [target_ready.eq(self.store.ready), self.store.valid.eq(go)]
+
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), self.halted.eq(0), self.index.eq(0),
+                         length.eq(self.program_len)]
+        with m.Elif(self.stop | self.error_en):
+            m.d.sync += active.eq(0)
+
+        running = active & ~self.halted & ~self.stop
+        m.d.comb += self.error_index.eq(self.index)
+        with m.If(running):
+            with m.If(self.insn.valid):
+                with m.If(dec.error != ProgramError.NONE):
+                    m.d.comb += [self.error.eq(dec.error), self.error_en.eq(1)]
+                with m.Elif(dec.halt):
+                    m.d.comb += take.eq(1)
+                    m.d.sync += self.halted.eq(1)
+                with m.Elif(dec.fence):
+                    m.d.comb += [take.eq(self.engines_idle), self.stuck.eq(~self.engines_idle)]
+                with m.Else():
+                    m.d.comb += [go.eq(1), take.eq(target_ready), self.stuck.eq(~target_ready)]
+            with m.Elif(self.fault & (self.fault_index == self.index)):
+                m.d.comb += [self.error.eq(ProgramError.BUS_ERROR), self.error_en.eq(1)]
+            with m.Elif(self.index == length):
+                m.d.comb += [self.error.eq(ProgramError.NO_HALT), self.error_en.eq(1)]
+        with m.Else():
+            m.d.comb += self.stuck.eq(1)
+        m.d.comb += [self.insn.ready.eq(take), self.dispatched.eq(take)]
+        with m.If(take):
+            m.d.sync += self.index.eq(self.index + 1)
+        return m

@@ -1,0 +1,102 @@
+"""What the LOAD, EXEC and STORE engines have in common: their queue and their control port.
+
+Each engine owns an instruction queue (``QUEUE_DEPTH`` entries, filled in program order by the
+dispatcher) and talks to the controller (rtl/controller.py) through an :class:`EngineControl`
+port::
+
+    queue head ──► wait until every engine in header.pop has a token for us ──► take them (pop)
+               ──► execute ──► give a token to every engine in header.push (push)
+
+Tokens are counted by the controller; ``avail`` bit F says that engine F has given this engine at
+least one token not yet taken. ``abort`` (an error elsewhere, or a soft reset) stops the engine
+from starting anything new and empties its queue; what it is executing runs to its end, so the
+memory bus is always left idle and legal.
+"""
+
+from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .isa import QUEUE_DEPTH, Instruction
+
+__all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX"]
+
+#: Shape of an instruction index (ERROR_INFO).
+INDEX = unsigned(32)
+
+
+class QueueEntry(data.StructLayout):
+    """An instruction and its index in the program."""
+    def __init__(self):
+        super().__init__({"word": Instruction(), "index": INDEX})
+
+
+class EngineControl(wiring.Signature):
+    """Engine <-> controller, from the engine's side.
+
+    * ``abort`` in: start nothing new, drop the queue.
+    * ``avail`` in: bit F = a token from engine F is available.
+    * ``pop``/``pop_en`` out: take one token from each engine in ``pop`` (one cycle).
+    * ``push``/``push_en``/``push_index`` out: give one token to each engine in ``push``;
+      ``push_index`` names the instruction (for TOKEN_OVERFLOW).
+    * ``error``/``error_en``/``error_index`` out: a ProgramError of instruction ``error_index``.
+    * ``busy`` out: an instruction is executing (or, in EXEC, in flight).
+    * ``stall`` out: the queue head waits (for tokens or a resource) and nothing executes.
+    * ``blocked`` out: the queue head waits for tokens only (deadlock detection).
+    * ``head_index`` out: index of the queue head (valid while ``blocked``).
+    * ``empty`` out: the queue is empty.
+    """
+    def __init__(self):
+        super().__init__({
+            "abort":       In(1),
+            "avail":       In(3),
+            "pop":         Out(3),
+            "pop_en":      Out(1),
+            "push":        Out(3),
+            "push_en":     Out(1),
+            "push_index":  Out(INDEX),
+            "error":       Out(4),
+            "error_en":    Out(1),
+            "error_index": Out(INDEX),
+            "busy":        Out(1),
+            "stall":       Out(1),
+            "blocked":     Out(1),
+            "head_index":  Out(INDEX),
+            "empty":       Out(1),
+        })
+
+
+class InstructionQueue(wiring.Component):
+    """The engine's queue: a FIFO of :class:`QueueEntry` emptied by ``flush``.
+
+    ``head`` is the oldest entry (``valid``), removed by ``take``; ``tokens_ready`` says its pops
+    are satisfied by ``avail``.
+    """
+    def __init__(self, depth=QUEUE_DEPTH):
+        self.depth = depth
+        super().__init__({
+            "push":         In(stream.Signature(QueueEntry())),
+            "flush":        In(1),
+            "avail":        In(3),
+            "head":         Out(QueueEntry()),
+            "valid":        Out(1),
+            "take":         In(1),
+            "tokens_ready": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = QueueEntry().size
+        fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        m.submodules.fifo = ResetInserter(self.flush)(fifo)
+        m.d.comb += [
+            fifo.w_data.eq(self.push.payload.as_value()),
+            fifo.w_en.eq(self.push.valid),
+            self.push.ready.eq(fifo.w_rdy & ~self.flush),
+            self.head.as_value().eq(fifo.r_data),
+            self.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.take),
+            self.tokens_ready.eq((self.head.word.header.pop & ~self.avail) == 0),
+        ]
+        return m

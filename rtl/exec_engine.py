@@ -1,0 +1,196 @@
+"""EXEC engine: executes MATMUL instructions on the tensor core.
+
+A MATMUL is split into three jobs that run decoupled, so consecutive MATMULs stream back to back
+(the next weight tile is read while this tile's activations stream; the tensor core's double
+buffered weights take it)::
+
+                     ┌─► weight job FIFO ─► WeightReader ── scratchpad port B ─► weights ─┐
+    queue ─► issue ──┼─► act job FIFO ────► ActReader ───── scratchpad port A ─► acts ────┤ TensorCore
+    (pop tokens)     └─► result job FIFO ─► ResultWriter ◄── results ─────────────────────┘
+                                              │ accumulator write port (OVERWRITE/ACCUMULATE)
+                                              └─► after the last row is committed: push tokens
+
+Issue takes the queue head when its tokens are available and every job FIFO has room. Tokens are
+pushed only when the instruction's last result row has been written (and ``COMMIT_DELAY`` cycles
+more, so the accumulator RAM holds it: the store path reads without forwarding from the writes).
+Accumulator lanes ``>= cols`` (when rows > cols) are written with 0 (OVERWRITE) or +0 (ACCUMULATE).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .accumulator import AccumulatorRow, WriteMode
+from .engine import INDEX, EngineControl, InstructionQueue, QueueEntry
+from .scratchpad import ScratchpadRow
+from .tensor_core import TensorCore
+
+__all__ = ["ExecEngine"]
+
+#: MATMULs that may be issued ahead of the one whose results are being written.
+JOB_DEPTH = 4
+
+#: Cycles from an accumulator write request to its row being in the RAM (Accumulator.write_latency
+#: + 1).
+COMMIT_DELAY = 4
+
+ROW = unsigned(16)
+
+
+def _job_fifo(m, name, layout):
+    fifo = SyncFIFOBuffered(width=data.Layout.cast(layout).size, depth=JOB_DEPTH)
+    m.submodules[name] = fifo
+    head = data.View(layout, fifo.r_data)
+    return fifo, head
+
+
+class _RowReader:
+    """Reads scratchpad rows ``base + i`` (i < count) into a valid/ready stream, one per cycle.
+
+    The read port's data register holds while ``en`` is low, so it is the stream's payload
+    register: ``valid`` says it holds a row not yet taken.
+    """
+    def __init__(self, m, name, port, job_valid, base, count, out_ready):
+        self.index = Signal(ROW, name=f"{name}_index")
+        self.valid = Signal(name=f"{name}_valid")
+        self.last = Signal(name=f"{name}_last")
+        self.done_job = Signal(name=f"{name}_done_job")   # the job's last row is read this cycle
+        advance = ~self.valid | out_ready
+        issue = Signal(name=f"{name}_issue")
+        final = self.index == count - 1
+        m.d.comb += [
+            issue.eq(advance & job_valid),
+            port.addr.eq(base + self.index),
+            port.en.eq(issue),
+            self.done_job.eq(issue & final),
+        ]
+        with m.If(issue):
+            m.d.sync += [self.valid.eq(1), self.last.eq(final),
+                         self.index.eq(Mux(final, 0, self.index + 1))]
+        with m.Elif(out_ready):
+            m.d.sync += self.valid.eq(0)
+
+
+class ExecEngine(wiring.Component):
+    """Ports: ``queue``, ``control`` (EngineControl), scratchpad read ports ``act_read`` (A) and
+    ``wgt_read`` (B) (addr/en out, data in, latency 1), accumulator write port ``acc_write``
+    (addr/data/mode/en out) with ``acc_write_ready`` in (the port is shared with the DMA), and
+    ``mac_active`` out (an activation row entered the array this cycle)."""
+    def __init__(self, *, rows, cols, lanes, scratchpad_addr_width, accumulator_addr_width,
+                 multiplier="auto"):
+        self.rows, self.cols, self.lanes = rows, cols, lanes
+        self.core = TensorCore(rows=rows, cols=cols, multiplier=multiplier)
+        row = ScratchpadRow(lanes)
+        super().__init__({
+            "queue":           In(stream.Signature(QueueEntry())),
+            "control":         Out(EngineControl()),
+            "act_read":        Out(wiring.Signature({"addr": Out(scratchpad_addr_width),
+                                                     "en": Out(1), "data": In(row)})),
+            "wgt_read":        Out(wiring.Signature({"addr": Out(scratchpad_addr_width),
+                                                     "en": Out(1), "data": In(row)})),
+            "acc_write":       Out(wiring.Signature({
+                "addr": Out(accumulator_addr_width), "data": Out(AccumulatorRow(lanes)),
+                "mode": Out(WriteMode), "en": Out(1)})),
+            "acc_write_ready": In(1),
+            "mac_active":      Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ctl = self.control
+        core = m.submodules.core = self.core
+        q = m.submodules.queue = InstructionQueue()
+        wiring.connect(m, wiring.flipped(self.queue), q.push)
+        m.d.comb += [q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid)]
+
+        wgt_fifo, wgt_job = _job_fifo(m, "wgt_jobs", data.StructLayout({"row": ROW}))
+        act_fifo, act_job = _job_fifo(m, "act_jobs", data.StructLayout({"row": ROW, "rows": ROW}))
+        res_layout = data.StructLayout({"row": ROW, "rows": ROW, "accumulate": 1, "push": 3,
+                                        "index": INDEX})
+        res_fifo, res_job = _job_fifo(m, "res_jobs", res_layout)
+
+        # --- issue ------------------------------------------------------------------------------
+        mm = q.head.word.matmul
+        in_flight = Signal(range(2 * JOB_DEPTH + 2))
+        room = wgt_fifo.w_rdy & act_fifo.w_rdy & res_fifo.w_rdy
+        issue = Signal()
+        retire = Signal()
+        m.d.comb += [
+            issue.eq(q.valid & q.tokens_ready & room & ~ctl.abort),
+            q.take.eq(issue),
+            ctl.pop.eq(q.head.word.header.pop),
+            ctl.pop_en.eq(issue),
+            ctl.head_index.eq(q.head.index),
+            ctl.busy.eq(in_flight != 0),
+            ctl.stall.eq(q.valid & ~issue & (in_flight == 0)),
+            ctl.blocked.eq(q.valid & ~q.tokens_ready),
+            wgt_fifo.w_en.eq(issue),
+            wgt_fifo.w_data.eq(mm.wgt_row),
+            act_fifo.w_en.eq(issue),
+            act_fifo.w_data.eq(Cat(mm.act_row, mm.rows)),
+            res_fifo.w_en.eq(issue),
+        ]
+        res_in = Signal(res_layout)
+        m.d.comb += [
+            res_in.row.eq(mm.acc_row), res_in.rows.eq(mm.rows),
+            res_in.accumulate.eq(mm.accumulate), res_in.push.eq(q.head.word.header.push),
+            res_in.index.eq(q.head.index),
+            res_fifo.w_data.eq(res_in.as_value()),
+        ]
+        m.d.sync += in_flight.eq(in_flight + issue - retire)
+
+        # --- weights: R rows of the scratchpad, first `cols` lanes --------------------------------
+        wgt = _RowReader(m, "wgt", self.wgt_read, wgt_fifo.r_rdy, wgt_job.row, self.rows,
+                         core.weights.ready)
+        m.d.comb += [
+            wgt_fifo.r_en.eq(wgt.done_job),
+            core.weights.valid.eq(wgt.valid),
+            core.weights.payload.as_value().eq(self.wgt_read.data.as_value()[:8 * self.cols]),
+        ]
+
+        # --- activations: `rows` rows, first R lanes, `last` on the job's last row --------------
+        act = _RowReader(m, "act", self.act_read, act_fifo.r_rdy, act_job.row, act_job.rows,
+                         core.activations.ready)
+        m.d.comb += [
+            act_fifo.r_en.eq(act.done_job),
+            core.activations.valid.eq(act.valid),
+            core.activations.payload.data.as_value().eq(
+                self.act_read.data.as_value()[:8 * self.rows]),
+            core.activations.payload.last.eq(act.last),
+            self.mac_active.eq(core.activations.valid & core.activations.ready),
+        ]
+
+        # --- results into the accumulator -------------------------------------------------------
+        out_index = Signal(ROW)
+        final = out_index == res_job.rows - 1
+        write = Signal()
+        m.d.comb += [
+            core.results.ready.eq(self.acc_write_ready),
+            write.eq(core.results.valid & core.results.ready),
+            self.acc_write.en.eq(write),
+            self.acc_write.addr.eq(res_job.row + out_index),
+            self.acc_write.mode.eq(Mux(res_job.accumulate, WriteMode.ACCUMULATE,
+                                       WriteMode.OVERWRITE)),
+            self.acc_write.data.as_value().eq(core.results.payload.data.as_value()),
+            res_fifo.r_en.eq(write & final),
+        ]
+        with m.If(write):
+            m.d.sync += out_index.eq(Mux(final, 0, out_index + 1))
+
+        # Push the finished instruction's tokens once its last row is in the RAM.
+        done = write & final
+        pending_push = res_job.push
+        pending_index = res_job.index
+        for i in range(COMMIT_DELAY):
+            d_done, d_push, d_index = Signal(name=f"done_d{i}"), Signal(3, name=f"push_d{i}"), \
+                Signal(INDEX, name=f"index_d{i}")
+            m.d.sync += [d_done.eq(done), d_push.eq(pending_push), d_index.eq(pending_index)]
+            done, pending_push, pending_index = d_done, d_push, d_index
+        m.d.comb += [
+            retire.eq(done),
+            ctl.push_en.eq(done),
+            ctl.push.eq(pending_push),
+            ctl.push_index.eq(pending_index),
+        ]
+        return m

@@ -1,0 +1,141 @@
+"""Fetch unit: reads the program from memory through the DMA into an instruction FIFO.
+
+::
+
+    start ─► next = 0 ─► while next < length and the FIFO has room for a chunk:
+                           DMA LOAD descriptor: program_addr + 16*next, CHUNK instructions
+                           (rows of ``word_bytes``: 16, or 4 when accumulator rows are shorter)
+             DMA rows ─► assemble 128-bit words ─► FIFO of (word, index) ─► dispatcher
+
+The descriptor targets the accumulator only so that the DMA's checks accept it (rows of up to
+``4*lanes`` bytes, ``rows`` <= depth); the rows never reach the accumulator: rtl/top.py routes the
+DMA's row output to the fetch unit while it owns the DMA.
+
+A bus error while fetching does not stop the program at once: the fetch unit stops and records the
+index of the first instruction it could not read; the dispatcher reports BUS_ERROR when it reaches
+that index (so an error in an instruction before it is reported first, as in the
+instruction-level simulator, and prefetching past HALT never fails a program).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
+from .engine import INDEX, QueueEntry
+from .isa import INSTRUCTION_BITS, INSTRUCTION_BYTES
+
+__all__ = ["FetchUnit"]
+
+#: Instructions fetched per DMA descriptor, and the FIFO depth (two chunks).
+CHUNK = 8
+FIFO_DEPTH = 2 * CHUNK
+
+
+class FetchUnit(wiring.Component):
+    """Ports: ``start`` (pulse; samples ``program_addr``/``program_len``), ``abort``,
+    ``descriptor``/``dma_done``/``dma_error`` (DMA client), ``row_valid``/``row_data`` (the DMA's
+    row output while the fetch unit owns the DMA), ``insn`` (stream of QueueEntry out),
+    ``fault``/``fault_index`` (a bus error stopped fetching before instruction ``fault_index``),
+    ``busy`` (a descriptor is outstanding)."""
+    def __init__(self, *, lanes, accumulator_depth):
+        self.word_bytes = INSTRUCTION_BYTES if 4 * lanes >= INSTRUCTION_BYTES else 4
+        self.rows_per_insn = INSTRUCTION_BYTES // self.word_bytes
+        self.chunk = max(1, min(CHUNK, accumulator_depth // self.rows_per_insn))
+        if accumulator_depth < self.rows_per_insn:
+            raise ValueError(f"accumulator_depth must be at least {self.rows_per_insn} for the "
+                             f"fetch unit, not {accumulator_depth}")
+        super().__init__({
+            "start":        In(1),
+            "abort":        In(1),
+            "program_addr": In(32),
+            "program_len":  In(32),
+            "descriptor":   Out(stream.Signature(DmaDescriptor())),
+            "dma_done":     In(1),
+            "dma_error":    In(4),
+            "row_valid":    In(1),
+            "row_data":     In(8 * 4 * lanes),
+            "insn":         Out(stream.Signature(QueueEntry())),
+            "fault":        Out(1),
+            "fault_index":  Out(INDEX),
+            "busy":         Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fifo = SyncFIFOBuffered(width=QueueEntry().size, depth=FIFO_DEPTH)
+        m.submodules.fifo = ResetInserter(self.start | self.abort)(fifo)
+
+        base = Signal(32)
+        length = Signal(32)
+        next_index = Signal(32)     # first instruction not yet requested
+        push_index = Signal(32)     # index of the next instruction to enter the FIFO
+        outstanding = Signal(range(FIFO_DEPTH + 1))
+        part = Signal(range(self.rows_per_insn))
+        word = Signal(INSTRUCTION_BITS)
+        remaining = length - next_index
+        chunk = Signal(range(self.chunk + 1))
+        m.d.comb += chunk.eq(Mux(remaining < self.chunk, remaining, self.chunk))
+        room = FIFO_DEPTH - fifo.level - outstanding
+
+        d = self.descriptor.payload
+        m.d.comb += [
+            d.dram_addr.eq(base + next_index * INSTRUCTION_BYTES),
+            d.dram_stride.eq(self.word_bytes),
+            d.rows.eq(chunk * self.rows_per_insn),
+            d.row_bytes.eq(self.word_bytes),
+            d.sram_row.eq(0),
+            d.buffer.eq(Buffer.ACCUMULATOR),
+            d.direction.eq(Direction.LOAD),
+        ]
+
+        issued = Signal()
+        pushed = Signal()
+        running = Signal()
+        waiting = Signal()          # a descriptor is outstanding
+        m.d.comb += [
+            self.busy.eq(waiting | self.descriptor.valid),
+            self.descriptor.valid.eq(running & ~waiting & ~self.abort & ~self.fault &
+                                     (next_index != length) & (room >= chunk)),
+            issued.eq(self.descriptor.valid & self.descriptor.ready),
+        ]
+
+        with m.If(self.start):
+            m.d.sync += [base.eq(self.program_addr), length.eq(self.program_len),
+                         next_index.eq(0), push_index.eq(0), outstanding.eq(0), part.eq(0),
+                         self.fault.eq(0), running.eq(1), waiting.eq(0)]
+        with m.Else():
+            with m.If(issued):
+                m.d.sync += [next_index.eq(next_index + chunk), waiting.eq(1)]
+            m.d.sync += outstanding.eq(outstanding + Mux(issued, chunk, 0) - pushed)
+            with m.If(self.dma_done & waiting):
+                m.d.sync += waiting.eq(0)
+                with m.If(self.dma_error != DmaError.NONE):
+                    m.d.sync += [self.fault.eq(1), self.fault_index.eq(push_index),
+                                 outstanding.eq(0), part.eq(0)]
+
+        # Assemble instructions from rows (lowest address first = least significant bits).
+        row = self.row_data[:8 * self.word_bytes]
+        if self.rows_per_insn == 1:
+            complete = self.row_valid
+            m.d.comb += fifo.w_data.eq(Cat(row, push_index))
+        else:
+            complete = self.row_valid & (part == self.rows_per_insn - 1)
+            with m.If(self.row_valid):
+                m.d.sync += [part.eq(Mux(complete, 0, part + 1)),
+                             word.eq(Cat(word[8 * self.word_bytes:], row))]
+            m.d.comb += fifo.w_data.eq(Cat(word[8 * self.word_bytes:], row, push_index))
+        m.d.comb += [
+            pushed.eq(complete & ~self.abort & ~self.start),
+            fifo.w_en.eq(pushed),
+        ]
+        with m.If(pushed):
+            m.d.sync += push_index.eq(push_index + 1)
+
+        m.d.comb += [
+            self.insn.payload.as_value().eq(fifo.r_data),
+            self.insn.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.insn.ready),
+        ]
+        return m

@@ -1,0 +1,127 @@
+"""STORE engine: executes CONFIG and STORE instructions.
+
+::
+
+    queue ──► IDLE ── head, tokens (pop) ──┬─ CONFIG ─► read accumulator rows params_row (multipliers)
+                                           │            and params_row + 1 (shifts) ─► latch ─► IDLE
+                                           └─ STORE ──► ISSUE descriptor ─► WAIT dma_done ─► IDLE
+                                                                 (push tokens, or BUS_ERROR)
+
+During a STORE the DMA requests accumulator rows and rtl/top.py passes them through the
+:class:`~tessera.rtl.requant.Requantizer` when ``requant`` is set, with the parameters latched here
+(``multiplier``, ``shift`` clamped to [-31, 30], ``zero_point``, ``act_min``, ``act_max``). They
+reset to multiplier 0, shift 0, zero point 0 and the full int8 range.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accumulator import AccumulatorRow
+from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
+from .engine import EngineControl, InstructionQueue, QueueEntry
+from .isa import Opcode, ProgramError
+from .requant import SHIFT
+
+__all__ = ["StoreEngine"]
+
+
+class StoreEngine(wiring.Component):
+    """Ports: ``queue``, ``control``, ``descriptor``/``dma_done``/``dma_error`` (as the LOAD
+    engine), ``param_read`` (accumulator read requests for CONFIG: addr/en out) with
+    ``acc_data``/``acc_valid`` in (the accumulator read port's output), and the requantization
+    state out: ``requant``, ``multiplier``, ``shift``, ``zero_point``, ``act_min``, ``act_max``."""
+    def __init__(self, *, lanes, accumulator_addr_width):
+        self.lanes = lanes
+        super().__init__({
+            "queue":      In(stream.Signature(QueueEntry())),
+            "control":    Out(EngineControl()),
+            "descriptor": Out(stream.Signature(DmaDescriptor())),
+            "dma_done":   In(1),
+            "dma_error":  In(4),
+            "param_read": Out(wiring.Signature({"addr": Out(accumulator_addr_width),
+                                                 "en": Out(1)})),
+            "acc_data":   In(AccumulatorRow(lanes)),
+            "acc_valid":  In(1),
+            "requant":    Out(1),
+            "multiplier": Out(data.ArrayLayout(signed(32), lanes)),
+            "shift":      Out(data.ArrayLayout(SHIFT, lanes)),
+            "zero_point": Out(signed(8)),
+            "act_min":    Out(signed(8), init=-128),
+            "act_max":    Out(signed(8), init=127),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ctl = self.control
+        q = m.submodules.queue = InstructionQueue()
+        wiring.connect(m, wiring.flipped(self.queue), q.push)
+        m.d.comb += [q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid)]
+
+        insn = Signal(QueueEntry())
+        st, cf = insn.word.store, insn.word.config
+        m.d.comb += [
+            self.descriptor.payload.dram_addr.eq(st.dram_addr),
+            self.descriptor.payload.dram_stride.eq(st.dram_stride),
+            self.descriptor.payload.rows.eq(st.rows),
+            self.descriptor.payload.row_bytes.eq(st.row_bytes),
+            self.descriptor.payload.sram_row.eq(st.acc_row),
+            self.descriptor.payload.buffer.eq(Buffer.ACCUMULATOR),
+            self.descriptor.payload.direction.eq(Direction.STORE),
+            self.requant.eq(st.requant),
+            ctl.head_index.eq(q.head.index),
+            ctl.pop.eq(q.head.word.header.pop),
+            ctl.push.eq(insn.word.header.push),
+            ctl.push_index.eq(insn.index),
+            ctl.error_index.eq(insn.index),
+        ]
+
+        responses = Signal(2)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(q.valid & ~ctl.abort):
+                    m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
+                    with m.If(q.tokens_ready):
+                        m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
+                        m.d.sync += insn.eq(q.head)
+                        with m.If(q.head.word.header.opcode == Opcode.CONFIG):
+                            m.next = "CONFIG_READ_MULTIPLIERS"
+                        with m.Else():
+                            m.next = "ISSUE"
+            with m.State("CONFIG_READ_MULTIPLIERS"):
+                m.d.comb += [ctl.busy.eq(1), self.param_read.addr.eq(cf.params_row),
+                             self.param_read.en.eq(1)]
+                m.d.sync += responses.eq(0)
+                m.next = "CONFIG_READ_SHIFTS"
+            with m.State("CONFIG_READ_SHIFTS"):
+                m.d.comb += [ctl.busy.eq(1), self.param_read.addr.eq(cf.params_row + 1),
+                             self.param_read.en.eq(1)]
+                m.next = "CONFIG_LATCH"
+            with m.State("CONFIG_LATCH"):
+                m.d.comb += ctl.busy.eq(1)
+                with m.If(self.acc_valid):
+                    m.d.sync += responses.eq(responses + 1)
+                    with m.If(responses == 0):
+                        m.d.sync += self.multiplier.eq(self.acc_data)
+                    with m.Else():
+                        for lane in range(self.lanes):
+                            value = self.acc_data[lane]
+                            m.d.sync += self.shift[lane].eq(
+                                Mux(value < -31, -31, Mux(value > 30, 30, value[:6])))
+                        m.d.sync += [self.zero_point.eq(cf.zero_point),
+                                     self.act_min.eq(cf.act_min), self.act_max.eq(cf.act_max)]
+                        m.d.comb += ctl.push_en.eq(1)
+                        m.next = "IDLE"
+            with m.State("ISSUE"):
+                m.d.comb += [self.descriptor.valid.eq(1), ctl.stall.eq(1)]
+                with m.If(self.descriptor.ready):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += ctl.busy.eq(1)
+                with m.If(self.dma_done):
+                    with m.If(self.dma_error == DmaError.NONE):
+                        m.d.comb += ctl.push_en.eq(1)
+                    with m.Else():
+                        m.d.comb += [ctl.error.eq(ProgramError.BUS_ERROR), ctl.error_en.eq(1)]
+                    m.next = "IDLE"
+        return m
