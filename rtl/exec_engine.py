@@ -122,7 +122,7 @@ class ExecEngine(wiring.Component):
             ctl.pop.eq(q.head.word.header.pop),
             ctl.pop_en.eq(issue),
             ctl.head_index.eq(q.head.index),
-            ctl.busy.eq(in_flight != 0),
+            ctl.busy.eq((in_flight != 0) | issue),
             ctl.stall.eq(q.valid & ~issue & (in_flight == 0)),
             ctl.blocked.eq(q.valid & ~q.tokens_ready),
             wgt_fifo.w_en.eq(issue),

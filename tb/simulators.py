@@ -103,8 +103,17 @@ class Build:
 _builds = {}
 
 
+def _write_if_changed(path, text):
+    """Write ``text`` to ``path`` unless it already holds exactly that (keeps its mtime)."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, quiet=False):
-    """Write Verilog for ``make_design(**params)`` and compile it for ``sim`` (cached per session).
+    """Write Verilog for ``make_design(**params)`` and compile it for ``sim``.
+
+    Cached per process, and on disk under build/sim: a design whose Verilog did not change is not
+    compiled again.
 
     ``name`` becomes the Verilog module name of the design; ``extra_sources`` are further Verilog
     files (e.g. a testbench wrapper) and ``toplevel`` the module to simulate (default ``name``).
@@ -119,7 +128,7 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     directory = BUILD_ROOT / sim / _design_key(name, params)
     directory.mkdir(parents=True, exist_ok=True)
     source = directory / f"{name}.v"
-    source.write_text(verilog.convert(make_design(**params), name=name))
+    _write_if_changed(source, verilog.convert(make_design(**params), name=name))
     toplevel = toplevel or name
     runner = get_runner(sim)
     build_args = []
@@ -131,15 +140,17 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
                       "--no-public-flat-rw"]
         control = directory / "public_top.vlt"
-        control.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel or name}" '
-                           f'-var "*"\n')
+        _write_if_changed(control, f'`verilator_config\npublic_flat_rw -module '
+                                   f'"{toplevel or name}" -var "*"\n')
         sources.insert(0, VerilatorControlFile(control))  # the runner takes the last as top
     runner.build(
         sources=sources,
         hdl_toplevel=toplevel,
         build_dir=directory,
         build_args=build_args,
-        always=True,
+        # Rebuilt only when a source changed (files are rewritten only when their text changes),
+        # so other processes (the CLI, the rtl backend) reuse a build of the same design.
+        always=False,
         timescale=("1ns", "1ps"),
         log_file=directory / "build.log" if quiet else None,
     )
