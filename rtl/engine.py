@@ -13,7 +13,7 @@ from starting anything new and empties its queue; what it is executing runs to i
 memory bus is always left idle and legal.
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, ResetInserter, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out

@@ -57,7 +57,7 @@ from amaranth.lib import data
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "Opcode", "Engine", "ENGINE_OF",
            "ProgramError", "Header", "LoadInstruction", "MatmulInstruction", "StoreInstruction",
            "ConfigInstruction", "ControlInstruction", "Instruction", "LAYOUTS", "TOKEN_LIMIT", "QUEUE_DEPTH",
-           "encode", "decode", "assemble", "disassemble", "IsaError"]
+           "encode", "decode", "assemble", "disassemble", "IsaError", "formats_markdown"]
 
 INSTRUCTION_BITS = 128
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -283,3 +283,28 @@ def disassemble(program):
                        f"not {len(program)}")
     return [int.from_bytes(program[i:i + INSTRUCTION_BYTES], "little")
             for i in range(0, len(program), INSTRUCTION_BYTES)]
+
+
+def formats_markdown():
+    """Markdown tables of every instruction format, generated from the layouts (docs/isa.md)."""
+    lines = []
+    for opcode, (member, layout) in LAYOUTS.items():
+        if opcode is Opcode.HALT:
+            continue
+        title = "FENCE, HALT" if opcode is Opcode.FENCE else opcode.name
+        codes = (f"{int(Opcode.FENCE)}, {int(Opcode.HALT)}" if opcode is Opcode.FENCE
+                 else str(int(opcode)))
+        lines += [f"### {title} (opcode {codes})", "", "| bits | field | type |", "|---|---|---|"]
+        for name, field in layout:
+            if name == "header":
+                for hname, hfield in Header():
+                    width = Shape.cast(hfield.shape).width
+                    lo = field.offset + hfield.offset
+                    lines.append(f"| {lo + width - 1}:{lo} | `{hname}` | unsigned({width}) |")
+                continue
+            shape = Shape.cast(field.shape)
+            lo, hi = field.offset, field.offset + shape.width - 1
+            kind = f"{'signed' if shape.signed else 'unsigned'}({shape.width})"
+            lines.append(f"| {hi}:{lo} | `{name}` | {kind} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import Direction, DmaDescriptor, DmaError
-from .engine import INDEX, EngineControl, InstructionQueue, QueueEntry
+from .engine import EngineControl, InstructionQueue, QueueEntry
 from .isa import ProgramError
 
 __all__ = ["LoadEngine"]

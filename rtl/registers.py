@@ -26,8 +26,9 @@ import re
 from amaranth.hdl import C, Cat, Shape
 from amaranth.lib import data
 
-from .csr import Access, Field, Register, RegisterFile, RegisterMap, Reserved
+from .csr import Access, Field, Register, RegisterFile, RegisterMap
 from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
+from .isa import ProgramError
 from .util import check_dimension
 
 __all__ = ["ID_VALUE", "VERSION", "ADDR_WIDTH", "DEFAULT_CONFIG", "PERF_COUNTERS", "WATCHDOG_DEFAULT", "DMA_DESCRIPTOR_REGISTERS",
@@ -131,11 +132,13 @@ def register_map(*, rows=DEFAULT_CONFIG["rows"], cols=DEFAULT_CONFIG["cols"],
                   description="Raise the interrupt while STATUS.done or STATUS.error is set."),
         ], offset=0x040, description="Control."),
         Register("STATUS", [
-            Field("busy", 1, Access.RO, description="An engine is running."),
+            Field("busy", 1, Access.RO,
+                  description="A program or a DMA test-hook transfer is running."),
             Field("done", 1, Access.W1C,
                   description="A program or DMA transfer completed."),
             Field("error", 1, Access.RO,
-                  description="An engine stopped on an error (see DMA_ERROR)."),
+                  description="The last program stopped with an error (ERROR_CODE), or the last "
+                              "DMA test-hook transfer failed (DMA_ERROR)."),
         ], description="Status."),
         Register("PROGRAM_ADDR", [
             Field("addr", 32, Access.RW,
@@ -217,13 +220,13 @@ def dma_descriptor(regfile):
     return data.View(_DESCRIPTOR, Cat(*parts))
 
 
-def _dma_error_meanings():
-    """``{DmaError member: comment}`` from the comments in rtl/dma_descriptor.py (one source)."""
+def _enum_meanings(enum):
+    """``{member: comment}`` from the comments next to an enum's members (one source)."""
     meanings = {}
-    for line in inspect.getsource(DmaError).splitlines():
+    for line in inspect.getsource(enum).splitlines():
         match = re.match(r"\s*([A-Z_][A-Z0-9_]*)\s*=\s*\d+\s*(?:#\s*(.*))?$", line)
         if match:
-            meanings[DmaError[match.group(1)]] = (match.group(2) or "").strip()
+            meanings[enum[match.group(1)]] = (match.group(2) or "").strip()
     return meanings
 
 
@@ -269,8 +272,14 @@ def register_map_markdown(**config):
         "| Code | Name | Meaning |",
         "|---|---|---|",
     ]
-    meanings = _dma_error_meanings()
-    for error in DmaError:
-        meaning = meanings.get(error) or ("no error" if error.value == 0 else "")
-        lines.append(f"| {error.value} | `{error.name}` | {meaning} |")
+    for enum in (DmaError, ProgramError):
+        if enum is ProgramError:
+            lines += ["", "## Program error codes (`ERROR_CODE.code`)", "",
+                      "From `ProgramError` in `rtl/isa.py`; `ERROR_INFO.index` is the index of "
+                      "the instruction concerned (see docs/isa.md).", "",
+                      "| Code | Name | Meaning |", "|---|---|---|"]
+        meanings = _enum_meanings(enum)
+        for error in enum:
+            meaning = meanings.get(error) or ("no error" if error.value == 0 else "")
+            lines.append(f"| {error.value} | `{error.name}` | {meaning} |")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped

@@ -2,10 +2,12 @@
 
 Subcommands::
 
-    tessera verilog [--top core|accelerator] [--rows R] [--cols C] [--multiplier generic|ecp5]
-                    [--bus-width 32|64|128] [-o FILE]    Verilog of the tensor core or top level
-    tessera demo [--rows R] [--cols C] [--m M --k K --n N] [--sim SIM] [--seed S]
-                                                        a GEMM on the RTL, checked against golden
+    tessera verilog [--top accelerator|core] [--rows R] [--cols C] [--multiplier generic|ecp5]
+                    [--bus-width 32|64|128] [-o FILE]    Verilog of the accelerator or tensor core
+    tessera demo [--images N] [--batch B] [--backend rtl|golden] [--sim SIM] [--rows R --cols C]
+                                                        the digits MLP on the accelerator
+    tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--json]
+                                                        one GEMM: cycles, utilization, DMA bytes
 
 Bad arguments give one line on stderr and exit status 2.
 """
@@ -13,7 +15,6 @@ Bad arguments give one line on stderr and exit status 2.
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def _add_array_options(parser, rows=DEFAULT_ROWS, cols=DEFAULT_COLS):
                         help=f"PE columns = N per tile (default {cols})")
 
 
+def _add_run_options(parser):
+    parser.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
+                        help="AXI4 data width (default 64)")
+    parser.add_argument("--backend", choices=["rtl", "golden"], default="rtl",
+                        help="RTL simulation (default) or the instruction-level simulator")
+    parser.add_argument("--sim", choices=["verilator", "icarus"],
+                        help="simulator of the rtl backend (default: Verilator)")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+
+
 def _cmd_verilog(args):
     from amaranth.back import verilog
 
@@ -59,7 +70,8 @@ def _cmd_verilog(args):
     else:
         from tessera.rtl.top import Tessera
         name = "tessera"
-        design = Tessera(rows=args.rows, cols=args.cols, bus_width=args.bus_width)
+        design = Tessera(rows=args.rows, cols=args.cols, bus_width=args.bus_width,
+                         multiplier=args.multiplier)
     text = verilog.convert(design, name=name)
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -70,45 +82,150 @@ def _cmd_verilog(args):
     return 0
 
 
+def _progress(done, total, width=30, stream=None):
+    """A one-line text progress bar, redrawn in place."""
+    stream = stream or sys.stderr
+    filled = width * done // max(total, 1)
+    stream.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} images")
+    if done == total:
+        stream.write("\n")
+    stream.flush()
+
+
+def _config(args):
+    from tessera.sim.config import AcceleratorConfig
+    return AcceleratorConfig(rows=args.rows, cols=args.cols, bus_width=args.bus_width)
+
+
+def _driver(args, config):
+    from tessera.sim.driver import Driver
+    if args.backend == "rtl":
+        return Driver(config, backend="rtl", sim=args.sim, seed=args.seed)
+    return Driver(config, backend="golden")
+
+
+def _hardware_summary(config, counters, useful_macs):
+    """Cycles and utilization from the performance counters (None without cycle counters)."""
+    cycles = counters.get("CYCLES")
+    if not cycles:
+        return None
+    return {
+        "cycles": cycles,
+        "utilization": useful_macs / (config.rows * config.cols * cycles),
+        "mac_active": counters["MAC_ACTIVE"] / cycles,
+    }
+
+
 def _cmd_demo(args):
     import numpy as np
 
-    from tessera.rtl.tensor_core import TensorCore
-    from tessera.sim import golden
-    from tessera.tb import simulators
+    from tessera.sim.digits import load_model
+    from tessera.sim.layers import Network
 
-    sim = args.sim or simulators.available()[0]
+    config = _config(args)
+    model = load_model()
+    total = len(model.test_images)
+    count = total if args.images is None else args.images
+    if count > total:
+        raise ValueError(f"--images must be at most {total} (the held-out test set), not {count}")
+    images, labels = model.test_images[:count], model.test_labels[:count]
+    net = Network(model.layers)
+    dims = [model.layers[0].weights.shape[0]] + [layer.weights.shape[1] for layer in model.layers]
+    print(f"tessera demo: handwritten digits, int8 MLP {' -> '.join(map(str, dims))}, "
+          f"{count} held-out images")
+    backend = f"RTL simulation ({args.sim or 'default simulator'})" if args.backend == "rtl" \
+        else "golden instruction-level simulator"
+    print(f"  accelerator {config.rows}x{config.cols} PEs, {config.bus_width}-bit bus, "
+          f"backend: {backend}")
+    driver = _driver(args, config)
+    t0 = time.monotonic()
+    logits = []
+    counters = {}
+    _progress(0, count)
+    for start in range(0, count, args.batch):
+        batch = images[start:start + args.batch]
+        logits.append(driver.network(net, batch))
+        for report in driver.reports:
+            for name, value in report.counters.items():
+                counters[name] = counters.get(name, 0) + value
+        _progress(min(start + args.batch, count), count)
+    elapsed = time.monotonic() - t0
+    logits = np.concatenate(logits)
+    expect = model.reference_logits(images)
+    exact = bool(np.array_equal(logits, expect))
+    predictions = model.predict(logits)
+    accuracy = float(np.mean(predictions == labels))
+    useful = count * sum(layer.weights.shape[0] * layer.weights.shape[1]
+                         for layer in model.layers)
+    print(f"  accuracy: {accuracy:.2%} ({int(np.sum(predictions == labels))}/{count}); "
+          f"int8 model, measured by the training script: {model.int8_accuracy:.2%}")
+    print(f"  bit-exact with the golden model: {'yes' if exact else 'NO'} "
+          f"({logits.size} int8 logits compared)")
+    hw = _hardware_summary(config, counters, useful)
+    if hw:
+        print(f"  total cycles: {hw['cycles']}, cycles per image: {hw['cycles'] / count:.1f}")
+        print(f"  MAC utilization (useful MACs / (R*C*cycles)): {hw['utilization']:.1%}; "
+              f"array busy (MAC_ACTIVE/CYCLES): {hw['mac_active']:.1%}")
+        print(f"  DMA: {counters['DMA_BYTES_READ']} bytes read, "
+              f"{counters['DMA_BYTES_WRITTEN']} bytes written")
+    else:
+        print("  cycles: not counted by the golden backend (use --backend rtl)")
+    print(f"  wall time {elapsed:.1f} s")
+    if exact:
+        print(f"RESULT: PASS - accuracy {accuracy:.2%}, all outputs bit-exact with the golden model")
+        return 0
+    bad = int(np.count_nonzero(logits != expect))
+    print(f"RESULT: FAIL - {bad} of {logits.size} logits differ from the golden model")
+    return 1
+
+
+def _cmd_bench(args):
+    import json
+
+    import numpy as np
+
+    from tessera.sim import golden
+
+    config = _config(args)
     rng = np.random.default_rng(args.seed)
     a = rng.integers(-128, 128, size=(args.m, args.k), dtype=np.int8)
-    w = rng.integers(-128, 128, size=(args.k, args.n), dtype=np.int8)
-    print(f"tessera demo: GEMM {args.m}x{args.k} @ {args.k}x{args.n} (int8 -> int32) on a "
-          f"{args.rows}x{args.cols} tensor core, {sim} simulation, seed {args.seed}")
-    params = {"rows": args.rows, "cols": args.cols}
+    b = rng.integers(-128, 128, size=(args.k, args.n), dtype=np.int8)
+    driver = _driver(args, config)
+    if not args.json:
+        print(f"tessera bench gemm: {args.m}x{args.k} @ {args.k}x{args.n} (int8 -> int32), "
+              f"{config.rows}x{config.cols} PEs, {config.bus_width}-bit bus, backend "
+              f"{args.backend}, seed {args.seed}", file=sys.stderr)
     t0 = time.monotonic()
-    design = simulators.build(sim, "tensor_core", TensorCore, params, quiet=True)
-    t1 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
-        io = Path(tmp) / "gemm.npz"
-        np.savez(io, a=a, w=w)
-        simulators.run(design, "tessera.tb.tensor_core_demo", seed=args.seed,
-                       extra_env={"TESSERA_DEMO_IO": str(io)}, quiet=True)
-        with np.load(str(io) + ".out.npz") as out:
-            c, cycles, tiles = out["c"], int(out["cycles"]), int(out["tiles"])
-    t2 = time.monotonic()
-    expect = golden.gemm(a, w)
-    exact = bool(np.array_equal(c, expect))
-    macs = args.m * args.k * args.n
-    util = macs / (args.rows * args.cols * cycles)
-    print(f"  build {t1 - t0:.1f} s, simulation {t2 - t1:.1f} s")
-    print(f"  {tiles} weight tiles, {cycles} cycles, {macs} useful MACs, "
-          f"array utilization {util:.1%}")
-    print(f"  C[0, :8] = {c[0, :8].tolist()}")
-    if exact:
-        print(f"RESULT: PASS - all {c.size} outputs match the golden model bit-exactly")
-        return 0
-    bad = int(np.count_nonzero(c != expect))
-    print(f"RESULT: FAIL - {bad} of {c.size} outputs differ from the golden model")
-    return 1
+    c = driver.gemm(a, b)
+    elapsed = time.monotonic() - t0
+    report = driver.reports[-1]
+    macs = args.m * args.n * args.k
+    exact = bool(np.array_equal(c, golden.gemm(a, b)))
+    result = {
+        "m": args.m, "n": args.n, "k": args.k, "rows": config.rows, "cols": config.cols,
+        "bus_width": config.bus_width, "backend": args.backend, "seed": args.seed,
+        "macs": macs, "bit_exact": exact, "instructions": report.instructions,
+        "cycles": None, "utilization": None,
+        "counters": report.counters, "wall_seconds": round(elapsed, 2),
+    }
+    hw = _hardware_summary(config, report.counters, macs)
+    if hw:
+        result.update(cycles=hw["cycles"], utilization=round(hw["utilization"], 4),
+                      dma_bytes_read=report.counters["DMA_BYTES_READ"],
+                      dma_bytes_written=report.counters["DMA_BYTES_WRITTEN"])
+    if args.json:
+        print(json.dumps(result))
+    else:
+        if hw:
+            print(f"  cycles {hw['cycles']}, MAC utilization {hw['utilization']:.1%} "
+                  f"({macs} useful MACs on {config.rows * config.cols} PEs)")
+            print(f"  DMA {result['dma_bytes_read']} bytes read, "
+                  f"{result['dma_bytes_written']} bytes written")
+        else:
+            print("  cycles: not counted by the golden backend (use --backend rtl)")
+        print(f"  bit-exact with golden.gemm: {'yes' if exact else 'NO'}; wall time "
+              f"{elapsed:.1f} s")
+    return 0 if exact else 1
 
 
 def build_parser():
@@ -116,9 +233,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("verilog", help="write synthesizable Verilog of the tensor core or top level")
-    p.add_argument("--top", choices=["core", "accelerator"], default="core",
-                   help="tensor core alone (default) or the top level with registers, DMA and "
-                        "buffers")
+    p.add_argument("--top", choices=["accelerator", "core"], default="accelerator",
+                   help="the whole accelerator (default) or the tensor core alone")
     _add_array_options(p)
     p.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
                    help="AXI4 data width of the top level (default 64)")
@@ -127,14 +243,25 @@ def build_parser():
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(func=_cmd_verilog)
 
-    p = sub.add_parser("demo", help="run a GEMM on the RTL simulation and check it")
+    p = sub.add_parser("demo", help="run the digits MLP on the accelerator and check it")
     _add_array_options(p)
-    p.add_argument("--m", type=_positive_int, default=64, help="rows of A (default 64)")
-    p.add_argument("--k", type=_positive_int, default=64, help="inner dimension (default 64)")
-    p.add_argument("--n", type=_positive_int, default=32, help="columns of B (default 32)")
-    p.add_argument("--sim", choices=["verilator", "icarus"], help="simulator (default: Verilator)")
-    p.add_argument("--seed", type=int, default=1, help="data seed (default 1)")
+    _add_run_options(p)
+    p.add_argument("--images", type=_positive_int,
+                   help="number of held-out test images (default: all)")
+    p.add_argument("--batch", type=_positive_int, default=60,
+                   help="images per program run (default 60)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks on the accelerator")
+    bench = p.add_subparsers(dest="benchmark", required=True, parser_class=_Parser)
+    g = bench.add_parser("gemm", help="one int8 GEMM: cycles, MAC utilization, DMA bytes")
+    g.add_argument("--m", type=_positive_int, required=True, help="rows of A")
+    g.add_argument("--n", type=_positive_int, required=True, help="columns of B")
+    g.add_argument("--k", type=_positive_int, required=True, help="inner dimension")
+    _add_array_options(g)
+    _add_run_options(g)
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -20,8 +20,9 @@ from amaranth.sim import Simulator
 from tessera.rtl.axi import Resp
 from tessera.rtl.csr import Access, Field, Register, RegisterFile, RegisterMap, Reserved
 from tessera.rtl.dma_descriptor import DmaDescriptor
-from tessera.rtl.registers import (DEFAULT_CONFIG, ID_VALUE, dma_descriptor, register_file,
-                                   register_map, register_map_markdown)
+from tessera.rtl.registers import (DEFAULT_CONFIG, ID_VALUE, PERF_COUNTERS, WATCHDOG_DEFAULT,
+                                   dma_descriptor, register_file, register_map,
+                                   register_map_markdown)
 from tessera.tb import simulators
 from tessera.tb.csr_harness import CsrHarness, RegisterModel, pulse_fields
 
@@ -70,8 +71,12 @@ def test_register_map_contents():
     assert regmap["DMA_ROWS"].pack(rows=3, row_bytes=5) == (5 << 16) | 3
     assert regmap["DMA_SRAM"].unpack(1 << 17 | 1 << 16 | 7) == \
         {"sram_row": 7, "buffer": 1, "direction": 1}
-    # Room for the performance counters.
-    assert any(w.offset == 0x100 and w.size >= 0x100 for w in regmap.reserved)
+    # The performance counters, in order from 0x100, and the program registers.
+    assert [regmap[name].offset for name in PERF_COUNTERS] == \
+        [0x100 + 4 * i for i in range(len(PERF_COUNTERS))]
+    assert regmap["WATCHDOG"].reset == WATCHDOG_DEFAULT
+    assert [regmap[name].offset for name in ("PROGRAM_ADDR", "PROGRAM_LEN", "ERROR_CODE",
+                                             "ERROR_INFO")] == [0x48, 0x4C, 0x50, 0x54]
     with pytest.raises(ValueError, match=r"bus_width must be one of \[32, 64, 128\], not 48"):
         register_map(bus_width=48)
     with pytest.raises(ValueError, match=r"rows must be an integer in \[1, 256\], not 0"):
