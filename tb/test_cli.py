@@ -37,8 +37,8 @@ def test_verilog_cli_subprocess_has_no_traceback():
 @pytest.mark.parametrize("multiplier", ["generic", "ecp5"])
 def test_verilog_synthesizes_for_ecp5(tmp_path, multiplier):
     out = tmp_path / "x.v"
-    assert main(["verilog", "--rows", "4", "--cols", "4", "--multiplier", multiplier,
-                 "-o", str(out)]) == 0
+    assert main(["verilog", "--top", "core", "--rows", "4", "--cols", "4", "--multiplier",
+                 multiplier, "-o", str(out)]) == 0
     text = out.read_text()
     assert "module tessera_tensor_core" in text
     cells = synth_verilog_cells(text, "tessera_tensor_core", "ecp5")
@@ -48,7 +48,7 @@ def test_verilog_synthesizes_for_ecp5(tmp_path, multiplier):
 
 def test_core_synthesizes_for_ice40_with_dsp(tmp_path):
     out = tmp_path / "x.v"
-    assert main(["verilog", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
+    assert main(["verilog", "--top", "core", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
     cells = synth_verilog_cells(out.read_text(), "tessera_tensor_core", "ice40")
     print(cells)
     assert cells.get("SB_MAC16") == 6, cells
