@@ -128,9 +128,14 @@ def _image(rng, words):
 def random_program(config, rng, *, instructions=40):
     """A random, fully ordered program of about ``instructions`` instructions ending in HALT."""
     b = _Builder(config, rng)
-    # Fill both buffers a little first, so MATMUL, CONFIG and STORE see data.
-    b.load(buffer=0, rows=min(config.scratchpad_depth, 16), sram_row=0)
-    b.load(buffer=1, rows=min(config.accumulator_depth, 8), sram_row=0)
+    # Fill both buffers completely and set the requantization parameters first, so the result
+    # does not depend on what earlier programs left in the accelerator (buffers and CONFIG
+    # persist across programs, and a program stopped by an error leaves them timing-dependent).
+    for buffer, depth, row in ((0, config.scratchpad_depth, config.lanes),
+                               (1, config.accumulator_depth, 4 * config.lanes)):
+        b.add(Opcode.LOAD, buffer=buffer, rows=depth, row_bytes=row, sram_row=0,
+              dram_stride=int(rng.integers(1, 8)), dram_addr=PROGRAM_BYTES)
+    b.config_insn()
     kinds = [b.load, b.matmul, b.matmul, b.store, b.config_insn]
     for _ in range(instructions):
         if rng.random() < 0.05:

@@ -133,6 +133,10 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     runner = get_runner(sim)
     build_args = []
     sources = [source, *extra_sources]
+    if sim == "icarus":
+        # cocotb passes -g2012; under it Icarus leaves some of Amaranth's FSM and memory logic
+        # at X after reset. Amaranth writes plain Verilog-2005, so select that language.
+        build_args = ["-g2005"]
     if sim == "verilator":
         # Amaranth's Verilog has harmless width mismatches. cocotb makes every signal of the
         # design public (--public-flat-rw), which costs most of Verilator's speed; the testbenches
@@ -143,6 +147,10 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         _write_if_changed(control, f'`verilator_config\npublic_flat_rw -module '
                                    f'"{toplevel or name}" -var "*"\n')
         sources.insert(0, VerilatorControlFile(control))  # the runner takes the last as top
+    # A change of the build arguments alone (not visible in the sources' times) forces a rebuild.
+    args_file = directory / "build_args.json"
+    args_text = json.dumps([sim, [str(a) for a in build_args]])
+    rebuild = not args_file.exists() or args_file.read_text() != args_text
     runner.build(
         sources=sources,
         hdl_toplevel=toplevel,
@@ -150,10 +158,11 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         build_args=build_args,
         # Rebuilt only when a source changed (files are rewritten only when their text changes),
         # so other processes (the CLI, the rtl backend) reuse a build of the same design.
-        always=False,
+        always=rebuild,
         timescale=("1ns", "1ps"),
         log_file=directory / "build.log" if quiet else None,
     )
+    args_file.write_text(args_text)
     result = _builds[key] = Build(sim, runner, toplevel, directory, params)
     return result
 
