@@ -86,7 +86,6 @@ import dataclasses
 import random
 
 import numpy as np
-from amaranth.hdl import Shape
 
 from tessera.rtl import isa
 from tessera.rtl.dma_descriptor import Buffer
@@ -103,21 +102,10 @@ _ADDRESS_SPACE = 1 << 32
 
 # --- decoding ------------------------------------------------------------------------------------
 
-def _field_table(layout):
-    """``[(name, offset, width, signed)]`` of the members of ``layout`` except header/reserved."""
-    table = []
-    for name, field in layout:
-        if name in ("header", "reserved"):
-            continue
-        shape = Shape.cast(field.shape)
-        table.append((name, field.offset, shape.width, shape.signed))
-    return tuple(table)
-
-
-# Offsets and widths are read from rtl/isa.py's layouts, so the format is still defined once; this
-# table only avoids building an Amaranth view per instruction (isa.decode costs ~0.2 ms).
-_HEADER = {name: (field.offset, Shape.cast(field.shape).width) for name, field in isa.Header()}
-_FIELDS = {opcode: _field_table(layout) for opcode, (_, layout) in isa.LAYOUTS.items()}
+# Offsets and widths of rtl/isa.py's layouts (isa.FIELDS is read off them, so the format is still
+# defined once).
+_HEADER = isa.HEADER_FIELDS
+_FIELDS = isa.FIELDS
 
 
 def _bits(word, offset, width):
