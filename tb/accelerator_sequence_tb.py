@@ -62,6 +62,10 @@ async def sequence(dut):
             counters.append([0] * len(PERF_COUNTERS))
             timed_out.append(True)
         host.configure_memory(hang=0)
+        if hang_afters[i] >= 0:
+            # The memory stopped answering: the accelerator was reset by its watchdog and has
+            # forgotten the transactions the memory still holds, so the memory is reset too.
+            await host.reset_memory()
         finals.append(await host.read_image(size))
         if timed_out[-1]:
             break

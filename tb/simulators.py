@@ -24,7 +24,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "available", "selected", "build", "run", "BUILD_ROOT"]
+__all__ = ["SIMULATORS", "available", "selected", "build", "run", "run_directory", "BUILD_ROOT"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -167,6 +167,12 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     return result
 
 
+def run_directory(design, testcase=None):
+    """Where :func:`run` of ``testcase`` (None: all tests) writes ``results.xml`` and ``sim.log``:
+    one directory per process, so that processes sharing a build do not clash."""
+    return design.directory / "runs" / f"{testcase or 'all'}-{os.getpid()}"
+
+
 def run(design, test_module, *, testcase=None, seed, extra_env=None, waves=None, quiet=False):
     """Run the cocotb tests in ``test_module`` on ``design``; raise AssertionError on failure.
 
@@ -178,7 +184,7 @@ def run(design, test_module, *, testcase=None, seed, extra_env=None, waves=None,
     if waves is None:
         waves = os.environ.get("TESSERA_WAVES", "0") == "1"
     env = {"TESSERA_PARAMS": json.dumps(design.params), **(extra_env or {})}
-    test_dir = design.directory / "runs" / (testcase or "all")
+    test_dir = run_directory(design, testcase)
     test_dir.mkdir(parents=True, exist_ok=True)
     runner = design.runner
     if not quiet:

@@ -59,8 +59,7 @@ def run_all(sim, name, seed, full=False):
     seven) and return ({test: failure text or None}, overall failure or None)."""
     params = {**CONFIGS, **SLOW_CONFIGS}[name]
     design = dma_build(sim, params)
-    # simulators.run(testcase=None) writes the JUnit results to runs/all/results.xml.
-    results_xml = design.directory / "runs" / "all" / "results.xml"
+    results_xml = simulators.run_directory(design) / "results.xml"
     results_xml.unlink(missing_ok=True)
     overall = None
     try:
