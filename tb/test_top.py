@@ -12,9 +12,13 @@ CONFIGS = {
 }
 TESTCASES = ["identification", "dma_round_trips", "errors_and_interrupt",
              "soft_reset_mid_transfer"]
+#: Configurations run by default; the others with --run-slow (each is a full build of the
+#: accelerator; tb/test_accelerator.py covers programs on two more configurations).
+DEFAULT = ("8x4-bus64",)
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", [
+    pytest.param(name, marks=() if name in DEFAULT else pytest.mark.slow) for name in CONFIGS])
 @pytest.mark.parametrize("testcase", TESTCASES)
 def test_top(sim, config, testcase, seed):
     design = simulators.build(sim, "tessera", Tessera, CONFIGS[config])
