@@ -21,7 +21,8 @@ Watchdog: ``watchdog`` (0 = off) cycles without progress (an instruction dispatc
 taken or given, a row into the array, a handshake on the memory bus) stop the program with
 WATCHDOG; the engines cannot finish (the memory stopped answering), so they are reset.
 
-The first error is kept (ERROR_CODE/ERROR_INFO); the next start clears it.
+A soft reset (``soft_abort``) stops a running program like an error, with ABORTED. The first
+error is kept (ERROR_CODE/ERROR_INFO); the next start clears it.
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -172,6 +173,8 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.next = "STOP"
                 with m.Elif(self.soft_abort):
+                    m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
+                                 self.error_index.eq(self.dispatch_index)]
                     m.next = "STOP"
                 with m.Elif(self.halted & engines_quiet & self.load.empty & self.exec.empty &
                             self.store.empty):

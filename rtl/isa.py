@@ -46,7 +46,8 @@ The program stops with an error (:class:`ProgramError`) in ERROR_CODE and the fa
 index in ERROR_INFO for: an unknown opcode, a token bit on the instruction's own engine (or any on
 FENCE/HALT), a zero length, a row longer than the buffer row, a buffer range past the buffer's end,
 ``act_min > act_max``, a token wait that can never be satisfied (deadlock), a token counter
-overflow, no progress for WATCHDOG cycles, a bus error, and a program without HALT.
+overflow, no progress for WATCHDOG cycles, a bus error, a program without HALT, and a soft reset
+(ABORTED).
 """
 
 import enum
@@ -112,6 +113,7 @@ class ProgramError(enum.IntEnum):
     WATCHDOG = 10           # no progress for WATCHDOG cycles (e.g. memory stopped answering)
     BUS_ERROR = 11          # the memory answered SLVERR/DECERR (details in DMA_ERROR)
     NO_HALT = 12            # the program length was reached without a HALT
+    ABORTED = 13            # stopped by CTRL.soft_reset (index: next instruction to dispatch)
 
 
 class Header(data.StructLayout):

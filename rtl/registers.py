@@ -126,7 +126,8 @@ def register_map(*, rows=DEFAULT_CONFIG["rows"], cols=DEFAULT_CONFIG["cols"],
         Register("CTRL", [
             Field("start", 1, Access.PULSE, description="Start the program."),
             Field("soft_reset", 1, Access.PULSE,
-                  description="Reset the engines and clear STATUS; the registers keep their "
+                  description="Stop a running program (ERROR_CODE ABORTED) and reset the "
+                              "engines once the DMA is idle; registers and buffers keep their "
                               "values."),
             Field("irq_enable", 1, Access.RW,
                   description="Raise the interrupt while STATUS.done or STATUS.error is set."),

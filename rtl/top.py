@@ -37,10 +37,11 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   to clear): a program or hook transfer completed, with or without error. ``STATUS.error``: the
   last program stopped with an error, or the last hook transfer failed (DMA_ERROR says why).
 * ``irq`` = ``CTRL.irq_enable & (STATUS.done | STATUS.error)``: level, cleared by clearing done.
-* ``CTRL.soft_reset``: stops a running program (nothing new starts), and as soon as the DMA is
-  idle (it always finishes its bursts protocol-correctly, so this is bounded) resets the engines,
-  the DMA and the buffers' pipelines for one cycle and clears STATUS.done. Registers keep their
-  values, buffer contents are kept. The AXI ports never see an abandoned transaction.
+* ``CTRL.soft_reset``: stops a running program (nothing new starts; it ends with ERROR_CODE
+  ABORTED, STATUS.done and the interrupt), and as soon as the DMA is idle (it always finishes its
+  bursts protocol-correctly, so this is bounded) resets the engines, the DMA and the buffers'
+  pipelines for one cycle. Registers (STATUS too) and buffer contents keep their values. The AXI
+  ports never see an abandoned transaction.
 * The watchdog (WATCHDOG cycles without progress) stops a program whose memory stopped answering:
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
@@ -147,7 +148,9 @@ class Tessera(wiring.Component):
                             ("fetch", fetch), ("dispatcher", disp), ("load_engine", load),
                             ("exec_engine", exe), ("store_engine", store), ("requantizer", rq)):
             m.submodules[name] = engines(block)
-        m.submodules.controller = ResetInserter(soft_reset)(ctrl)
+        # The controller is not reset: it returns to IDLE by itself once the engines are quiet,
+        # and keeps ERROR_CODE (ABORTED for a program stopped by the soft reset).
+        m.submodules.controller = ctrl
 
         connect(m, flipped(self.s_axil), regs.s_axil)
         connect(m, dma.m_axi, flipped(self.m_axi))

@@ -4,7 +4,8 @@ Used by tb/test_accelerator.py (:func:`tessera.tb.test_accelerator.run_sequence`
 accelerator runs the next program normally after any error, and to amortise the simulator's start
 over many programs. Request (``.npz``, path in ``TESSERA_REQUEST``): ``images`` (all images
 concatenated, uint8), ``sizes``, ``program_addrs``, ``lengths``, ``stall_thresholds``,
-``watchdogs`` (-1 = reset value), ``hang_afters`` (-1 = never), ``timeout``. Before each program
+``watchdogs`` (-1 = reset value), ``hang_afters`` (-1 = never), ``soft_reset_afters`` (cycles
+after START at which the host writes CTRL.soft_reset; -1 = never), ``timeout``. Before each program
 the whole memory image is loaded through the backdoor and the memory's limit is set to its size;
 after it, the image is read back. Response (``TESSERA_RESPONSE``): ``images`` (final images,
 concatenated), ``errors``, ``error_indices``, ``counters`` (programs x PERF_COUNTERS),
@@ -18,9 +19,16 @@ import numpy as np
 
 from tessera.rtl.registers import PERF_COUNTERS
 
-from .accelerator_tb import Host, ProgramTimeout
+from cocotb.triggers import Timer
+
+from .accelerator_tb import PERIOD_NS, Host, ProgramTimeout
 
 __all__ = []
+
+
+async def _soft_reset_after(host, cycles):
+    await Timer(cycles * PERIOD_NS, "ns")
+    await host.write("CTRL", irq_enable=1, soft_reset=1)
 
 
 @cocotb.test()
@@ -33,6 +41,7 @@ async def sequence(dut):
         stalls = [int(x) for x in request["stall_thresholds"]]
         watchdogs = [int(x) for x in request["watchdogs"]]
         hang_afters = [int(x) for x in request["hang_afters"]]
+        soft_resets = [int(x) for x in request["soft_reset_afters"]]
         timeout = int(request["timeout"])
     host = Host(dut)
     await host.start(cocotb.RANDOM_SEED)
@@ -46,6 +55,9 @@ async def sequence(dut):
                              f"{host.mem_size} bytes")
         host.configure_memory(stall_threshold=stalls[i], limit=size, hang=0)
         await host.load_image(image)
+        resetter = None
+        if soft_resets[i] >= 0:
+            resetter = cocotb.start_soon(_soft_reset_after(host, soft_resets[i]))
         try:
             result = await host.run_program(
                 addrs[i], lengths[i], timeout,
@@ -61,6 +73,8 @@ async def sequence(dut):
             indices.append(0)
             counters.append([0] * len(PERF_COUNTERS))
             timed_out.append(True)
+        if resetter is not None:
+            resetter.cancel()
         host.configure_memory(hang=0)
         if hang_afters[i] >= 0:
             # The memory stopped answering: the accelerator was reset by its watchdog and has

@@ -44,6 +44,7 @@ class Job:
     stall: int = 0
     watchdog: int = -1
     hang_after: int = -1
+    soft_reset_after: int = -1
     expected_error: ProgramError = ProgramError.NONE
     expected_index: int = 0
     compare_image: bool = True       # with the instruction-level simulator
@@ -66,7 +67,8 @@ def run_sequence(sim, config, jobs, seed, timeout=2_000_000):
                  lengths=[job.length for job in jobs],
                  stall_thresholds=[job.stall for job in jobs],
                  watchdogs=[job.watchdog for job in jobs],
-                 hang_afters=[job.hang_after for job in jobs], timeout=timeout)
+                 hang_afters=[job.hang_after for job in jobs],
+                 soft_reset_afters=[job.soft_reset_after for job in jobs], timeout=timeout)
         simulators.run(design, "tessera.tb.accelerator_sequence_tb", testcase="sequence",
                        seed=seed, extra_env={"TESSERA_REQUEST": str(request),
                                              "TESSERA_RESPONSE": str(response)}, quiet=True)
@@ -244,6 +246,23 @@ def test_watchdog_stops_a_hung_memory(seed):
     ok = _job(compile_gemm(cfg, 40, 30, 20), {"a": a, "b": b}, golden.gemm(a, b), "after")
     run_sequence(simulators.selected()[0], cfg, [hung, ok], seed)
     assert hung.result["error"] == ProgramError.WATCHDOG, hung.result
+    assert ok.result["error"] == ProgramError.NONE, ok.result
+    ok.check(ok.result["image"])
+
+
+def test_soft_reset_stops_a_program(seed):
+    """CTRL.soft_reset in the middle of a GEMM: the program ends with ABORTED (done and error
+    set), the bus stays legal, and the next program runs normally."""
+    cfg = CONFIGS["3x5-bus32"]
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (60, 40), dtype=np.int8)
+    b = rng.integers(-128, 128, (40, 25), dtype=np.int8)
+    stopped = _job(compile_gemm(cfg, 60, 40, 25), {"a": a, "b": b}, golden.gemm(a, b), "reset")
+    stopped.soft_reset_after = 400
+    ok = _job(compile_gemm(cfg, 60, 40, 25), {"a": a, "b": b}, golden.gemm(a, b), "after")
+    run_sequence(simulators.selected()[0], cfg, [stopped, ok], seed)
+    assert stopped.result["error"] == ProgramError.ABORTED, stopped.result
+    assert 0 < stopped.result["error_index"] < stopped.length, stopped.result
     assert ok.result["error"] == ProgramError.NONE, ok.result
     ok.check(ok.result["image"])
 
