@@ -18,9 +18,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .isa import QUEUE_DEPTH, Instruction
+from .dma_descriptor import DmaError
+from .isa import QUEUE_DEPTH, Instruction, ProgramError
 
-__all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX"]
+__all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX", "attach_queue",
+           "take_head", "dma_states"]
 
 #: Shape of an instruction index (ERROR_INFO).
 INDEX = unsigned(32)
@@ -100,3 +102,47 @@ class InstructionQueue(wiring.Component):
             self.tokens_ready.eq((self.head.word.header.pop & ~self.avail) == 0),
         ]
         return m
+
+
+def attach_queue(m, engine):
+    """Add ``engine``'s :class:`InstructionQueue` to ``m``, fed by ``engine.queue``, flushed by
+    ``abort``, and wire the control port's queue fields; returns the queue."""
+    ctl = engine.control
+    q = m.submodules.queue = InstructionQueue()
+    wiring.connect(m, wiring.flipped(engine.queue), q.push)
+    m.d.comb += [
+        q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid),
+        ctl.head_index.eq(q.head.index), ctl.pop.eq(q.head.word.header.pop),
+    ]
+    return q
+
+
+def take_head(m, q, ctl, insn):
+    """In an idle state: report the head as stalled (blocked when its tokens are missing); when
+    its tokens are there, take them and the head into ``insn``. Returns the condition under which
+    the head is taken (for the caller's state transition)."""
+    ready = q.valid & ~ctl.abort & q.tokens_ready
+    with m.If(q.valid & ~ctl.abort):
+        m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
+    with m.If(ready):
+        m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
+        m.d.sync += insn.eq(q.head)
+    return ready
+
+
+def dma_states(m, ctl, descriptor, dma_done, dma_error, issue="ISSUE", wait="WAIT", then="IDLE"):
+    """The two FSM states of an instruction that is one DMA descriptor (call inside ``m.FSM``):
+    ``issue`` offers ``descriptor`` (stalled until the arbiter grants the DMA), ``wait`` waits for
+    ``dma_done``, then pushes the instruction's tokens, or reports BUS_ERROR, and goes to ``then``."""
+    with m.State(issue):
+        m.d.comb += [descriptor.valid.eq(1), ctl.stall.eq(1)]
+        with m.If(descriptor.ready):
+            m.next = wait
+    with m.State(wait):
+        m.d.comb += ctl.busy.eq(1)
+        with m.If(dma_done):
+            with m.If(dma_error == DmaError.NONE):
+                m.d.comb += ctl.push_en.eq(1)
+            with m.Else():
+                m.d.comb += [ctl.error.eq(ProgramError.BUS_ERROR), ctl.error_en.eq(1)]
+            m.next = then

@@ -22,7 +22,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorRow, WriteMode
-from .engine import INDEX, EngineControl, InstructionQueue, QueueEntry
+from .engine import INDEX, EngineControl, QueueEntry, attach_queue
 from .scratchpad import ScratchpadRow
 from .tensor_core import TensorCore
 
@@ -100,9 +100,7 @@ class ExecEngine(wiring.Component):
         m = Module()
         ctl = self.control
         core = m.submodules.core = self.core
-        q = m.submodules.queue = InstructionQueue()
-        wiring.connect(m, wiring.flipped(self.queue), q.push)
-        m.d.comb += [q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid)]
+        q = attach_queue(m, self)
 
         wgt_fifo, wgt_job = _job_fifo(m, "wgt_jobs", data.StructLayout({"row": ROW}))
         act_fifo, act_job = _job_fifo(m, "act_jobs", data.StructLayout({"row": ROW, "rows": ROW}))
@@ -119,9 +117,7 @@ class ExecEngine(wiring.Component):
         m.d.comb += [
             issue.eq(q.valid & q.tokens_ready & room & ~ctl.abort),
             q.take.eq(issue),
-            ctl.pop.eq(q.head.word.header.pop),
             ctl.pop_en.eq(issue),
-            ctl.head_index.eq(q.head.index),
             ctl.busy.eq((in_flight != 0) | issue),
             ctl.stall.eq(q.valid & ~issue & (in_flight == 0)),
             ctl.blocked.eq(q.valid & ~q.tokens_ready),

@@ -14,9 +14,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dma_descriptor import Direction, DmaDescriptor, DmaError
-from .engine import EngineControl, InstructionQueue, QueueEntry
-from .isa import ProgramError
+from .dma_descriptor import Direction, DmaDescriptor
+from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
 
 __all__ = ["LoadEngine"]
 
@@ -37,44 +36,25 @@ class LoadEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ctl = self.control
-        q = m.submodules.queue = InstructionQueue()
-        wiring.connect(m, wiring.flipped(self.queue), q.push)
-        m.d.comb += [q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid)]
-
+        q = attach_queue(m, self)
         insn = Signal(QueueEntry())
         ld = insn.word.load
+        d = self.descriptor.payload
         m.d.comb += [
-            self.descriptor.payload.dram_addr.eq(ld.dram_addr),
-            self.descriptor.payload.dram_stride.eq(ld.dram_stride),
-            self.descriptor.payload.rows.eq(ld.rows),
-            self.descriptor.payload.row_bytes.eq(ld.row_bytes),
-            self.descriptor.payload.sram_row.eq(ld.sram_row),
-            self.descriptor.payload.buffer.eq(ld.buffer),
-            self.descriptor.payload.direction.eq(Direction.LOAD),
-            ctl.head_index.eq(q.head.index),
+            d.dram_addr.eq(ld.dram_addr),
+            d.dram_stride.eq(ld.dram_stride),
+            d.rows.eq(ld.rows),
+            d.row_bytes.eq(ld.row_bytes),
+            d.sram_row.eq(ld.sram_row),
+            d.buffer.eq(ld.buffer),
+            d.direction.eq(Direction.LOAD),
             ctl.push.eq(insn.word.header.push),
             ctl.push_index.eq(insn.index),
             ctl.error_index.eq(insn.index),
-            ctl.pop.eq(q.head.word.header.pop),
         ]
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(q.valid & ~ctl.abort):
-                    m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
-                    with m.If(q.tokens_ready):
-                        m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
-                        m.d.sync += insn.eq(q.head)
-                        m.next = "ISSUE"
-            with m.State("ISSUE"):
-                m.d.comb += [self.descriptor.valid.eq(1), ctl.stall.eq(1)]
-                with m.If(self.descriptor.ready):
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                m.d.comb += ctl.busy.eq(1)
-                with m.If(self.dma_done):
-                    with m.If(self.dma_error == DmaError.NONE):
-                        m.d.comb += ctl.push_en.eq(1)
-                    with m.Else():
-                        m.d.comb += [ctl.error.eq(ProgramError.BUS_ERROR), ctl.error_en.eq(1)]
-                    m.next = "IDLE"
+                with m.If(take_head(m, q, ctl, insn)):
+                    m.next = "ISSUE"
+            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error)
         return m

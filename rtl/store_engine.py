@@ -18,9 +18,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorRow
-from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
-from .engine import EngineControl, InstructionQueue, QueueEntry
-from .isa import Opcode, ProgramError
+from .dma_descriptor import Buffer, Direction, DmaDescriptor
+from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
+from .isa import Opcode
 from .requant import SHIFT
 
 __all__ = ["StoreEngine"]
@@ -54,9 +54,7 @@ class StoreEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ctl = self.control
-        q = m.submodules.queue = InstructionQueue()
-        wiring.connect(m, wiring.flipped(self.queue), q.push)
-        m.d.comb += [q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid)]
+        q = attach_queue(m, self)
 
         insn = Signal(QueueEntry())
         st, cf = insn.word.store, insn.word.config
@@ -69,8 +67,6 @@ class StoreEngine(wiring.Component):
             self.descriptor.payload.buffer.eq(Buffer.ACCUMULATOR),
             self.descriptor.payload.direction.eq(Direction.STORE),
             self.requant.eq(st.requant),
-            ctl.head_index.eq(q.head.index),
-            ctl.pop.eq(q.head.word.header.pop),
             ctl.push.eq(insn.word.header.push),
             ctl.push_index.eq(insn.index),
             ctl.error_index.eq(insn.index),
@@ -79,15 +75,11 @@ class StoreEngine(wiring.Component):
         responses = Signal(2)
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(q.valid & ~ctl.abort):
-                    m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
-                    with m.If(q.tokens_ready):
-                        m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
-                        m.d.sync += insn.eq(q.head)
-                        with m.If(q.head.word.header.opcode == Opcode.CONFIG):
-                            m.next = "CONFIG_READ_MULTIPLIERS"
-                        with m.Else():
-                            m.next = "ISSUE"
+                with m.If(take_head(m, q, ctl, insn)):
+                    with m.If(q.head.word.header.opcode == Opcode.CONFIG):
+                        m.next = "CONFIG_READ_MULTIPLIERS"
+                    with m.Else():
+                        m.next = "ISSUE"
             with m.State("CONFIG_READ_MULTIPLIERS"):
                 m.d.comb += [ctl.busy.eq(1), self.param_read.addr.eq(cf.params_row),
                              self.param_read.en.eq(1)]
@@ -112,16 +104,5 @@ class StoreEngine(wiring.Component):
                                      self.act_min.eq(cf.act_min), self.act_max.eq(cf.act_max)]
                         m.d.comb += ctl.push_en.eq(1)
                         m.next = "IDLE"
-            with m.State("ISSUE"):
-                m.d.comb += [self.descriptor.valid.eq(1), ctl.stall.eq(1)]
-                with m.If(self.descriptor.ready):
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                m.d.comb += ctl.busy.eq(1)
-                with m.If(self.dma_done):
-                    with m.If(self.dma_error == DmaError.NONE):
-                        m.d.comb += ctl.push_en.eq(1)
-                    with m.Else():
-                        m.d.comb += [ctl.error.eq(ProgramError.BUS_ERROR), ctl.error_en.eq(1)]
-                    m.next = "IDLE"
+            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error)
         return m

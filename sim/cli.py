@@ -138,6 +138,8 @@ def _cmd_demo(args):
     print(f"  accelerator {config.rows}x{config.cols} PEs, {config.bus_width}-bit bus, "
           f"backend: {backend}")
     driver = _driver(args, config)
+    if args.backend == "rtl":
+        print("  the first run compiles the simulation (minutes; reused from build/sim later)")
     t0 = time.monotonic()
     logits = []
     counters = {}
