@@ -8,6 +8,8 @@ Subcommands::
                                                         the digits MLP on the accelerator
     tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--json]
                                                         one GEMM: cycles, utilization, DMA bytes
+    tessera build ulx3s|icebreaker [--rows R --cols C] [--freq MHZ] [--allow-timing-failure]
+                                                        a bitstream and its JSON report (FPGA)
 
 Bad arguments give one line on stderr and exit status 2.
 """
@@ -264,6 +266,9 @@ def build_parser():
     _add_run_options(g)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cmd_bench)
+
+    from tessera.fpga.build import add_build_parser
+    add_build_parser(sub)
     return parser
 
 

@@ -1,0 +1,299 @@
+"""A synthesizable on-chip RAM with an AXI4 subordinate port and a direct word port.
+
+On a board it stands in for DRAM: Tessera's DMA reaches it through ``s_axi``, the UART bridge
+through ``direct``. The storage has ``size // (data_width // 8)`` words and a single address
+for reads and writes, so each cycle does one read *or* one write. ``storage`` says what it is
+built from: ``"memory"``, an ``amaranth.lib.memory.Memory`` (Yosys maps it onto block RAM, e.g.
+ECP5 DP16KD); ``"spram"``, iCE40 SB_SPRAM256KA single-port RAMs (16K x 16 bits each, at most
+:data:`ICE40_SPRAMS`), which Yosys does not infer from the Memory (simulation needs a model of
+the primitive); ``"auto"`` (default), ``"spram"`` when elaborated for an iCE40 platform, else
+``"memory"``. Byte ``a`` is byte lane ``a % (data_width // 8)`` of word ``a // (data_width //
+8)``.
+
+Ports::
+
+    s_axi   In  AXI4Signature          the subordinate port
+    direct  In  MemoryPortSignature    word port of the bridge (see "Direct port")
+
+Who uses the memory in a cycle
+    The direct port, when it reads or writes; else, if both an AXI write beat (WVALID) and a
+    read beat are waiting, the one that did not go last time (they alternate); else whichever
+    waits. So the AXI side moves one beat per cycle while the direct port is quiet.
+AXI bursts
+    One read burst and one write burst at a time: ARREADY (AWREADY) is high while no read
+    (write) burst is in progress and, for writes, no B response is waiting. INCR bursts of
+    full-width beats (AxSIZE = log2(data_width / 8)) are executed; any other burst answers SLVERR
+    on every beat (reads, data 0) or in its B response (writes) and writes nothing. A beat whose
+    word lies beyond the memory reads 0 with DECERR or is not written (its burst answers DECERR).
+    Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
+    :data:`R_QUEUE_DEPTH`-entry queue so RREADY may drop at any time; with RREADY high a burst
+    streams one beat per cycle, the first two cycles after the AR handshake.
+Direct port
+    ``addr`` is a word index. ``read`` high: ``rdata`` in the next cycle (only then) is the word
+    at ``addr``. ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word
+    ``addr``. The direct port is always served in the cycle it asks; reading and writing in the
+    same cycle is not allowed (the write wins). Addresses beyond the memory are ignored (reads
+    return an unspecified word).
+"""
+
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from tessera.rtl.axi import AXI4Signature, Burst, Resp
+
+__all__ = ["MemoryPortSignature", "AxiRam", "R_QUEUE_DEPTH", "ICE40_SPRAMS", "SPRAM_WORDS",
+           "STORAGES"]
+
+#: Entries of the read-beat queue (also the read beats issued but not yet taken by the manager).
+R_QUEUE_DEPTH = 4
+
+#: Values of ``storage``.
+STORAGES = ("auto", "memory", "spram")
+
+#: SB_SPRAM256KA blocks of the largest iCE40 (UP5K), and 16-bit words of each.
+ICE40_SPRAMS = 4
+SPRAM_WORDS = 1 << 14
+
+
+class MemoryPortSignature(wiring.Signature):
+    """A word port from the user's side: ``addr`` (word index), ``read``, ``write`` (byte
+    enables), ``wdata`` out; ``rdata`` in (see "Direct port" in the module docstring)."""
+
+    def __init__(self, *, addr_width, data_width):
+        self.addr_width = addr_width
+        self.data_width = data_width
+        super().__init__({
+            "addr": Out(addr_width),
+            "read": Out(1),
+            "write": Out(data_width // 8),
+            "wdata": Out(data_width),
+            "rdata": In(data_width),
+        })
+
+    def __eq__(self, other):
+        return (isinstance(other, MemoryPortSignature) and self.addr_width == other.addr_width
+                and self.data_width == other.data_width)
+
+    def __repr__(self):
+        return (f"MemoryPortSignature(addr_width={self.addr_width}, "
+                f"data_width={self.data_width})")
+
+
+class AxiRam(wiring.Component):
+    """AXI4 subordinate RAM of ``size`` bytes with a direct word port (see the module docstring).
+
+    Parameters
+    ----------
+    size : int
+        Bytes: a power of two, at least 4 words of ``data_width`` bits, at most ``2**addr_width``.
+    data_width : int
+        AXI data width: 32, 64 or 128.
+    id_width : int
+        AXI ID width, 1 .. 16.
+    addr_width : int
+        AXI address width (default 32).
+    storage : str
+        ``"auto"``, ``"memory"`` or ``"spram"`` (see the module docstring).
+    """
+
+    def __init__(self, *, size, data_width, id_width, addr_width=32, storage="auto"):
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        self.storage = storage
+        self.axi_signature = AXI4Signature(addr_width=addr_width, data_width=data_width,
+                                           id_width=id_width)
+        self.word_bytes = data_width // 8
+        if (isinstance(size, bool) or not isinstance(size, int) or size < 4 * self.word_bytes
+                or size & (size - 1) or size > (1 << addr_width)):
+            raise ValueError(f"size must be a power of two from {4 * self.word_bytes} to "
+                             f"{1 << addr_width} bytes, not {size!r}")
+        self.size = size
+        self.words = size // self.word_bytes
+        self.data_width = data_width
+        self.id_width = id_width
+        self.addr_width = addr_width
+        self.index_width = ceil_log2(self.words)
+        super().__init__({
+            "s_axi": In(self.axi_signature),
+            "direct": In(MemoryPortSignature(addr_width=self.index_width,
+                                             data_width=data_width)),
+        })
+
+    def _burst(self, m, name, axi_addr, length, size, burst, axi_id):
+        """Registers of one burst in progress and the values loaded into them at its handshake."""
+        shift = exact_log2(self.word_bytes)
+        layout = data.StructLayout({
+            "id": self.id_width,
+            "word": self.addr_width - shift + 1,    # no wrap: beyond the memory -> DECERR
+            "left": 8,                               # beats after the current one
+            "supported": 1,
+        })
+        state = Signal(layout, name=name)
+        start = Signal(layout, name=f"{name}_start")
+        m.d.comb += [
+            start.id.eq(axi_id),
+            start.word.eq(axi_addr[shift:]),
+            start.left.eq(length),
+            start.supported.eq((burst == Burst.INCR) & (size == shift)),
+        ]
+        return state, start
+
+    def resolved_storage(self, platform):
+        """The storage builder for ``platform``: :meth:`_spram_storage` or
+        :meth:`_memory_storage`."""
+        storage = self.storage
+        if storage == "auto":
+            ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
+            storage = "spram" if ice40 else "memory"
+        return self._spram_storage if storage == "spram" else self._memory_storage
+
+    def _memory_storage(self, m, addr, read_en, write_en, wdata, rdata):
+        m.submodules.storage = storage = Memory(shape=self.data_width, depth=self.words,
+                                                init=[])
+        read_port = storage.read_port(transparent_for=())
+        write_port = storage.write_port(granularity=8)
+        m.d.comb += [read_port.addr.eq(addr), read_port.en.eq(read_en), rdata.eq(read_port.data),
+                     write_port.addr.eq(addr), write_port.en.eq(write_en),
+                     write_port.data.eq(wdata)]
+
+    def _spram_storage(self, m, addr, read_en, write_en, wdata, rdata):
+        """The storage as SB_SPRAM256KA instances: ``data_width / 16`` side by side per bank of
+        :data:`SPRAM_WORDS` words."""
+        lanes16 = self.data_width // 16
+        banks = -(-self.words // SPRAM_WORDS)
+        if lanes16 * banks > ICE40_SPRAMS:
+            raise ValueError(f"size must fit in {ICE40_SPRAMS} SB_SPRAM256KA of {SPRAM_WORDS} x "
+                             f"16 bits on iCE40, not {self.size!r} bytes of {self.data_width}-bit "
+                             f"words")
+        bank_bits = max(0, self.index_width - 14)
+        bank = addr[14:] if bank_bits else Const(0, 1)
+        read_bank = Signal(max(1, bank_bits))
+        with m.If(read_en):
+            m.d.sync += read_bank.eq(bank)
+        outputs = []
+        for b in range(banks):
+            words = []
+            for lane in range(lanes16):
+                dout = Signal(16, name=f"spram_{b}_{lane}_data")
+                enables = write_en[2 * lane:2 * lane + 2]
+                m.submodules[f"spram_{b}_{lane}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=addr[:14],
+                    i_DATAIN=wdata[16 * lane:16 * lane + 16],
+                    i_MASKWREN=Cat(enables[0], enables[0], enables[1], enables[1]),
+                    i_WREN=write_en.any(),
+                    i_CHIPSELECT=(bank == b) & (read_en | write_en.any()),
+                    i_CLOCK=ClockSignal(),
+                    i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                    o_DATAOUT=dout)
+                words.append(dout)
+            outputs.append(Cat(*words))
+        m.d.comb += rdata.eq(Array(outputs)[read_bank] if banks > 1 else outputs[0])
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, direct = self.s_axi, self.direct
+        addr = Signal(self.index_width)
+        read_en = Signal()
+        write_en = Signal(self.word_bytes)
+        wdata = Signal(self.data_width)
+        rdata = Signal(self.data_width)
+        self.resolved_storage(platform)(m, addr, read_en, write_en, wdata, rdata)
+        m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, axi.wdata)),
+                     direct.rdata.eq(rdata)]
+
+        # --- burst registers -------------------------------------------------------------------
+        r_active = Signal()
+        r, r_start = self._burst(m, "read_burst", axi.araddr, axi.arlen, axi.arsize, axi.arburst,
+                                 axi.arid)
+        w_active = Signal()
+        b_pending = Signal()
+        b_resp = Signal(2)
+        w, w_start = self._burst(m, "write_burst", axi.awaddr, axi.awlen, axi.awsize,
+                                 axi.awburst, axi.awid)
+        m.d.comb += [axi.arready.eq(~r_active), axi.awready.eq(~w_active & ~b_pending)]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += [r.eq(r_start), r_active.eq(1)]
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += [w.eq(w_start), w_active.eq(1), b_resp.eq(Resp.OKAY)]
+
+        # --- who uses the memory this cycle ----------------------------------------------------
+        beat_layout = data.StructLayout({"id": self.id_width, "resp": 2, "last": 1})
+        queue_layout = data.StructLayout({"beat": beat_layout, "data": self.data_width})
+        m.submodules.r_queue = r_queue = SyncFIFO(width=queue_layout.size, depth=R_QUEUE_DEPTH)
+        outstanding = Signal(range(R_QUEUE_DEPTH + 1))
+        direct_use = direct.read | direct.write.any()
+        read_wants = r_active & (outstanding < R_QUEUE_DEPTH)
+        write_wants = w_active & axi.wvalid
+        prefer_read = Signal()
+        read_go = Signal()
+        write_go = Signal()
+        m.d.comb += [
+            read_go.eq(read_wants & ~direct_use & ~(write_wants & ~prefer_read)),
+            axi.wready.eq(w_active & ~direct_use & ~(read_wants & prefer_read)),
+            write_go.eq(axi.wvalid & axi.wready),
+        ]
+        with m.If(read_wants & write_wants & ~direct_use):
+            m.d.sync += prefer_read.eq(~prefer_read)
+
+        in_range_r = r.word < self.words
+        in_range_w = w.word < self.words
+        with m.If(direct_use):
+            m.d.comb += [addr.eq(direct.addr), read_en.eq(direct.read & ~direct.write.any()),
+                         write_en.eq(direct.write)]
+        with m.Elif(write_go):
+            m.d.comb += [addr.eq(w.word), write_en.eq(Mux(w.supported & in_range_w, axi.wstrb, 0))]
+        with m.Else():
+            m.d.comb += [addr.eq(r.word), read_en.eq(read_go)]
+
+        # --- write beats and the B response -----------------------------------------------------
+        with m.If(write_go):
+            m.d.sync += w.word.eq(w.word + 1)
+            with m.If(~w.supported):
+                m.d.sync += b_resp.eq(Resp.SLVERR)
+            with m.Elif(~in_range_w):
+                m.d.sync += b_resp.eq(Resp.DECERR)
+            with m.If(w.left == 0):
+                m.d.sync += [w_active.eq(0), b_pending.eq(1)]
+            with m.Else():
+                m.d.sync += w.left.eq(w.left - 1)
+        m.d.comb += [axi.bvalid.eq(b_pending), axi.bresp.eq(b_resp), axi.bid.eq(w.id)]
+        with m.If(axi.bvalid & axi.bready):
+            m.d.sync += b_pending.eq(0)
+
+        # --- read beats: memory, then the R queue ----------------------------------------------
+        issued = Signal(beat_layout)
+        issued_valid = Signal()
+        m.d.sync += [
+            issued_valid.eq(read_go),
+            issued.id.eq(r.id),
+            issued.last.eq(r.left == 0),
+            issued.resp.eq(Mux(~r.supported, Resp.SLVERR,
+                               Mux(in_range_r, Resp.OKAY, Resp.DECERR))),
+        ]
+        with m.If(read_go):
+            m.d.sync += r.word.eq(r.word + 1)
+            with m.If(r.left == 0):
+                m.d.sync += r_active.eq(0)
+            with m.Else():
+                m.d.sync += r.left.eq(r.left - 1)
+        entry = Signal(queue_layout)
+        m.d.comb += [
+            entry.beat.eq(issued),
+            entry.data.eq(Mux(issued.resp == Resp.OKAY, rdata, 0)),
+            r_queue.w_en.eq(issued_valid),
+            r_queue.w_data.eq(entry.as_value()),
+        ]
+        head = data.View(queue_layout, r_queue.r_data)
+        m.d.comb += [
+            axi.rvalid.eq(r_queue.r_rdy),
+            axi.rid.eq(head.beat.id), axi.rresp.eq(head.beat.resp),
+            axi.rlast.eq(head.beat.last), axi.rdata.eq(head.data),
+            r_queue.r_en.eq(axi.rready),
+        ]
+        m.d.sync += outstanding.eq(outstanding + read_go - (axi.rvalid & axi.rready))
+        return m

