@@ -29,7 +29,8 @@ The board checks a request completely before it acts on it (a write's payload is
 its CRC has been checked): a request that is corrupted, truncated (a gap of more than the
 bridge's timeout between two of its bytes) or invalid is answered with an error :class:`Status`
 and has no effect. A successful read answers with the data as payload; every other response has
-no payload. Checks are made in the order of :class:`Status`; the first that fails is answered.
+no payload. A complete frame is checked for CRC_ERROR, BAD_COMMAND, BAD_LENGTH, BAD_ADDRESS in
+this order and answered with the first that applies; a frame that stops arriving gets TIMEOUT.
 """
 
 import enum
@@ -78,7 +79,7 @@ class Command(enum.IntEnum):
 
 
 class Status(enum.IntEnum):
-    """Response status, in the order the board checks a request."""
+    """Response status (the checks of a complete frame are made in this order)."""
     OK = 0              # executed; a read carries its data
     CRC_ERROR = 1       # CRC mismatch, or a byte of the request had a bad stop bit; not executed
     TIMEOUT = 2         # the request stopped arriving before its end (truncated); not executed
