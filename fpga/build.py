@@ -3,9 +3,10 @@
 :func:`build` elaborates :class:`~tessera.fpga.boards.BoardTop` for the board's amaranth-boards
 platform, writes the platform's build files into ``out_dir/<board>/`` and runs its build script
 (Yosys, nextpnr, ecppack/icepack; the YoWASP builds from PyPI, found next to the Python
-interpreter) under ``nice -n 10``. nextpnr runs with ``--timing-allow-fail`` and ``--report``;
-its JSON report and the Yosys statistics give the report :func:`build` returns and writes as
-``tessera_<board>-report.json`` next to the bitstream::
+interpreter) under ``nice -n 10``. nextpnr runs with ``--router router2`` (router1, the ECP5
+default, spent over an hour on a 10 x 10 build without finishing), ``--timing-allow-fail`` and
+``--report``; its JSON report and the Yosys statistics give the report :func:`build` returns and
+writes as ``tessera_<board>-report.json`` next to the bitstream::
 
     {"board", "device", "config" (AcceleratorConfig fields), "mem_size", "baud",
      "uart_divisor", "target_mhz", "fmax_mhz", "timing_met",
@@ -142,14 +143,16 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     overrides = {
         "script_after_read": HIDE_ELEMENT_ALIASES,
         "script_after_synth": f"tee -q -o {yosys_stats} stat -json",
-        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail",
+        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2",
     }
     if family == "ice40":
         overrides["synth_opts"] = "-dsp"
     start = time.monotonic()
     plan = platform.prepare(top, name, **overrides)
     plan.extract(directory)
-    for stale in (nextpnr_report, yosys_stats, f"{name}.bit", f"{name}.bin", report_path.name):
+    # Outputs of an earlier build here must not be mistaken for this build's.
+    for stale in (nextpnr_report, yosys_stats, report_path.name, f"{name}.json", f"{name}.tim",
+                  f"{name}.rpt", f"{name}.config", f"{name}.asc", f"{name}.bit", f"{name}.bin"):
         (directory / stale).unlink(missing_ok=True)
     proc = subprocess.run(["nice", "-n", "10", "sh", f"{plan.script}.sh"], cwd=directory,
                           env=_tool_environment(family), capture_output=True, text=True)

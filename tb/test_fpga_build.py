@@ -86,6 +86,19 @@ def test_build_command_line(monkeypatch, capsys):
         parser.parse_args(["build", "de10"])
 
 
+def test_overfull_cells_are_named(tmp_path):
+    """The "does not fit" message lists exactly the cell types nextpnr shows above 100 %."""
+    from tessera.fpga.build import _overfull
+    log = tmp_path / "x.tim"
+    log.write_text("Info: Device utilisation:\n"
+                   "Info: \t         ICESTORM_LC:   10831/   5280   205%\n"
+                   "Info: \t        ICESTORM_RAM:      30/     30   100%\n"
+                   "Info: \t               SB_IO:       5/     39    12%\n"
+                   "Info: \t      ICESTORM_SPRAM:       5/      4   125%\n")
+    assert _overfull(log) == "ICESTORM_LC 10831/5280, ICESTORM_SPRAM 5/4"
+    assert _overfull(tmp_path / "missing.tim") == ""
+
+
 # --- the real flow --------------------------------------------------------------------------------
 
 def _check_report(report, name, out_dir, rows, cols):
