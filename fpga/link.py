@@ -2,9 +2,9 @@
 
 :class:`Link` talks to the bridge through a *transport*: any object with ``write(data)`` and
 ``read(size)`` (returning at most ``size`` bytes, fewer when its own timeout passes) — a
-``serial.Serial`` from pyserial (:func:`open_serial`), a socket wrapped in
-:class:`SocketTransport`, or a simulated UART in a testbench. pyserial is imported only by
-:func:`open_serial`, so the rest works without it.
+pyserial port (:func:`open_serial`: a device such as ``/dev/ttyUSB0`` or a pyserial URL such as
+``socket://host:port``), a socket wrapped in :class:`SocketTransport`, or a simulated UART in a
+testbench. pyserial is imported only by :func:`open_serial`, so the rest works without it.
 
 What :class:`Link` adds to the frames:
 
@@ -13,22 +13,36 @@ What :class:`Link` adds to the frames:
 * retries of a request the board answered with CRC_ERROR or TIMEOUT (it did not execute it, so
   repeating it is safe); any other error status raises :class:`RemoteError`, a response that
   does not arrive raises :class:`LinkTimeout`, a broken response :class:`LinkError`;
+* the board's configuration read from its ID and configuration registers
+  (:meth:`Link.read_config`) and checked against the host's (:meth:`Link.check_config`,
+  :class:`ConfigMismatch`), so that a program compiled for one array size never runs on another;
 * :meth:`Link.execute`: the driver backend interface (``tessera.sim.driver``): load a memory
-  image, run a program, read back the image, ERROR_CODE/ERROR_INFO and the counters.
+  image, run a program, read back the image, ERROR_CODE/ERROR_INFO and the counters
+  (:meth:`Link.connect`, which the driver calls when it is created, checks the configuration).
 """
 
 import time
 
-from tessera.rtl.registers import PERF_COUNTERS, register_map
+from tessera.rtl.registers import DEFAULT_CONFIG, ID_VALUE, PERF_COUNTERS, register_map
 from tessera.sim.config import AcceleratorConfig
 
 from .protocol import Command, FrameError, ResponseParser, Status, block_requests
 
-__all__ = ["LinkError", "LinkTimeout", "RemoteError", "Link", "SocketTransport", "open_serial",
-           "DEFAULT_BAUD"]
+__all__ = ["LinkError", "LinkTimeout", "RemoteError", "ConfigMismatch", "Link", "SocketTransport",
+           "open_serial", "DEFAULT_BAUD", "CONFIG_REGISTERS"]
 
 #: Baud rate of the board tops (fpga/boards.py).
 DEFAULT_BAUD = 115200
+
+#: The configuration registers (rtl/registers.py) and the AcceleratorConfig field each reads back
+#: (the keyword arguments of ``register_map``). Their offsets are the same in every
+#: configuration. (The lanes of a buffer row are ``max(ROWS, COLS)``: no register of their own.)
+CONFIG_REGISTERS = {name.upper(): name for name in DEFAULT_CONFIG}
+
+
+def _register_values(config):
+    """The values of ``config`` that the configuration registers read back."""
+    return {name: getattr(config, name) for name in CONFIG_REGISTERS.values()}
 
 
 class LinkError(RuntimeError):
@@ -48,6 +62,28 @@ class RemoteError(LinkError):
         self.address = address
         name = getattr(status, "name", status)
         super().__init__(f"the board answered {name} to {command.name} at {address:#x}")
+
+
+def _settings(config):
+    return ", ".join(f"{key}={value}" for key, value in _register_values(config).items())
+
+
+class ConfigMismatch(ValueError):
+    """The board's accelerator (``board``, read from its configuration registers) is not the
+    configuration the host compiles for (``expected``); both are :class:`AcceleratorConfig`."""
+
+    def __init__(self, board, expected):
+        self.board = board
+        self.expected = expected
+        differ = "; ".join(f"{key} {value} on the board, {getattr(expected, key)} expected"
+                           for key, value in _register_values(board).items()
+                           if value != getattr(expected, key))
+        super().__init__(
+            f"the board's accelerator is {board.rows}x{board.cols} ({_settings(board)}, read from "
+            f"its configuration registers), but the programs are compiled for "
+            f"{expected.rows}x{expected.cols} ({_settings(expected)}): {differ}. A program "
+            f"compiled for one does not run on the other: use the board's configuration, or "
+            f"build and load a bitstream of this one")
 
 
 class SocketTransport:
@@ -76,14 +112,24 @@ class SocketTransport:
 
 
 def open_serial(port, baud=DEFAULT_BAUD, timeout=1.0):
-    """A pyserial ``Serial`` on ``port`` (8N1, ``baud``) to use as a :class:`Link` transport."""
+    """An open pyserial port (8N1, ``baud``, read ``timeout`` in seconds) to use as a
+    :class:`Link` transport.
+
+    ``port`` is a device (``/dev/ttyUSB0``, ``COM3``) or any URL pyserial's ``serial_for_url``
+    knows, e.g. ``socket://host:port`` (a TCP connection: a serial server, or a simulated board in
+    the tests) or ``rfc2217://host:port``. Raises ImportError naming pyserial if it is not
+    installed, and pyserial's ``SerialException`` (an OSError) if the port cannot be opened.
+    """
     try:
         import serial
     except ImportError:
         raise ImportError("open_serial needs pyserial (pip install pyserial); any object with "
                           "write() and read() works as a transport without it") from None
-    return serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
-                         timeout=timeout)
+    if not isinstance(port, str) or not port:
+        raise TypeError(f"port must be a serial device name or a pyserial URL (a string), "
+                        f"not {port!r}")
+    return serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                                 timeout=timeout)
 
 
 class Link:
@@ -103,7 +149,7 @@ class Link:
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         self.transport = transport
         self.config = config
-        self.registers = register_map(**config.as_dict())
+        self.registers = register_map(**_register_values(config))
         self.retries = retries
         self.parser = ResponseParser()
         self.retried = 0             # requests sent again after CRC_ERROR / TIMEOUT
@@ -199,6 +245,43 @@ class Link:
             return {name: self.read_register(name)["count"] for name in PERF_COUNTERS}
         return dict(zip(PERF_COUNTERS, self.read_words(offsets[0], len(offsets))))
 
+    # --- configuration ----------------------------------------------------------------------------
+    def read_config(self):
+        """The board's :class:`AcceleratorConfig`, read from its ID and configuration registers
+        (ROWS .. BUS_WIDTH: the same offsets in every configuration). Raises :class:`LinkError`
+        if ID does not read Tessera's value or the values are not a valid configuration."""
+        ident = self.read_register("ID")["value"]
+        if ident != ID_VALUE:
+            raise LinkError(f"the board's ID register reads {ident:#010x}, not Tessera's "
+                            f"{ID_VALUE:#010x} (\"TSRA\"): is the Tessera bitstream loaded?")
+        names = list(CONFIG_REGISTERS)
+        offsets = [self._offset(name) for name in names]
+        if offsets == list(range(offsets[0], offsets[0] + 4 * len(offsets), 4)):
+            words = self.read_words(offsets[0], len(offsets))
+        else:
+            words = [self.read_register(name)["value"] for name in names]
+        values = {CONFIG_REGISTERS[name]: word for name, word in zip(names, words)}
+        try:
+            return AcceleratorConfig(**values)
+        except ValueError as error:
+            raise LinkError(f"the board reports an invalid configuration {values}: "
+                            f"{error}") from None
+
+    def check_config(self):
+        """Read the board's configuration and raise :class:`ConfigMismatch` (naming both) if it
+        is not this link's ``config``; returns the configuration."""
+        board = self.read_config()
+        if board != self.config:
+            raise ConfigMismatch(board, self.config)
+        return board
+
+    def connect(self, config):
+        """Driver backend hook, called when a driver is created: ``config`` must be this link's
+        and the board's (:meth:`check_config`)."""
+        if config != self.config:
+            raise ValueError(f"config must be the board's {self.config!r}, not {config!r}")
+        self.check_config()
+
     # --- programs ---------------------------------------------------------------------------------
     def execute(self, config, memory, program_addr, length, *, timeout=10.0, poll=0.0):
         """Run a program as a driver backend: write ``memory`` at address 0, run ``length``
@@ -210,7 +293,14 @@ class Link:
         if config != self.config:
             raise ValueError(f"config must be the board's {self.config!r}, not {config!r}")
         memory = bytes(memory)
-        self.write_memory(0, memory)
+        try:
+            self.write_memory(0, memory)
+        except RemoteError as error:
+            if error.status != Status.BAD_ADDRESS:
+                raise
+            raise LinkError(f"the program's memory image ({len(memory)} bytes) does not fit the "
+                            f"board's memory: the board refused a write at {error.address:#x} "
+                            f"(run smaller batches)") from error
         self.write_register("STATUS", done=1)            # clear a done left from before
         self.write_register("PROGRAM_ADDR", addr=program_addr)
         self.write_register("PROGRAM_LEN", length=length)

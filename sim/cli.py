@@ -4,7 +4,8 @@ Subcommands::
 
     tessera verilog [--top accelerator|core] [--rows R] [--cols C] [--multiplier generic|ecp5]
                     [--bus-width 32|64|128] [-o FILE]    Verilog of the accelerator or tensor core
-    tessera demo [--images N] [--batch B] [--backend rtl|golden] [--sim SIM] [--rows R --cols C]
+    tessera demo [--images N] [--batch B] [--backend rtl|golden|board] [--sim SIM]
+                 [--port PORT] [--baud BAUD] [--rows R --cols C]
                                                         the digits MLP on the accelerator
     tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--json]
                                                         one GEMM: cycles, utilization, DMA bytes
@@ -49,13 +50,24 @@ def _add_array_options(parser, rows=DEFAULT_ROWS, cols=DEFAULT_COLS):
 
 
 def _add_run_options(parser):
-    parser.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
+    parser.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=None,
                         help="AXI4 data width (default 64)")
-    parser.add_argument("--backend", choices=["rtl", "golden"], default="rtl",
-                        help="RTL simulation (default) or the instruction-level simulator")
+    parser.add_argument("--backend", choices=["rtl", "golden", "board"], default="rtl",
+                        help="RTL simulation (default), the instruction-level simulator, or a "
+                             "board over its serial port (--port; the accelerator configuration "
+                             "is read from the board, and --rows/--cols/--bus-width, if given, "
+                             "must match it)")
     parser.add_argument("--sim", choices=["verilator", "icarus"],
                         help="simulator of the rtl backend (default: Verilator)")
+    parser.add_argument("--port",
+                        help="serial port of the board backend: a device (/dev/ttyUSB0, COM3) or "
+                             "a pyserial URL (socket://host:port)")
+    parser.add_argument("--baud", type=_positive_int, default=None,
+                        help="baud rate of the board backend (default 115200, as the board tops)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    # None = not given: the rtl and golden backends use the defaults (8, 8, 64 bits), the board
+    # backend the board's configuration.
+    parser.set_defaults(rows=None, cols=None)
 
 
 def _cmd_verilog(args):
@@ -94,16 +106,60 @@ def _progress(done, total, width=30, stream=None):
     stream.flush()
 
 
+def _given(value, default):
+    return default if value is None else value
+
+
 def _config(args):
     from tessera.sim.config import AcceleratorConfig
-    return AcceleratorConfig(rows=args.rows, cols=args.cols, bus_width=args.bus_width)
+    if args.backend == "board":
+        return _board_config(args)
+    for option in ("port", "baud"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option} applies only to --backend board")
+    return AcceleratorConfig(rows=_given(args.rows, DEFAULT_ROWS),
+                             cols=_given(args.cols, DEFAULT_COLS),
+                             bus_width=_given(args.bus_width, 64))
+
+
+def _board_config(args):
+    """The board's configuration (read from its registers; an option given must agree). The
+    board backend is kept in ``args.board_backend`` for :func:`_driver`."""
+    import dataclasses
+
+    from tessera.fpga.link import ConfigMismatch
+    from tessera.sim.driver import BoardBackend
+    if args.port is None:
+        raise ValueError("--backend board needs --port: the board's serial port "
+                         "(e.g. /dev/ttyUSB0)")
+    backend = BoardBackend(port=args.port, baud=args.baud)
+    board = backend.read_config()
+    given = {key: getattr(args, key) for key in ("rows", "cols", "bus_width")
+             if getattr(args, key) is not None}
+    expected = dataclasses.replace(board, **given)
+    if expected != board:
+        backend.close()
+        raise ConfigMismatch(board, expected)
+    args.board_backend = backend
+    return board
 
 
 def _driver(args, config):
     from tessera.sim.driver import Driver
     if args.backend == "rtl":
         return Driver(config, backend="rtl", sim=args.sim, seed=args.seed)
+    if args.backend == "board":
+        return Driver(config, backend=args.board_backend)
     return Driver(config, backend="golden")
+
+
+def _backend_name(args):
+    if args.backend == "rtl":
+        return f"RTL simulation ({args.sim or 'default simulator'})"
+    if args.backend == "board":
+        from tessera.fpga.link import DEFAULT_BAUD
+        return f"board on {args.port} ({_given(args.baud, DEFAULT_BAUD)} baud)"
+    return "golden instruction-level simulator"
 
 
 def _hardware_summary(config, counters, useful_macs):
@@ -135,10 +191,8 @@ def _cmd_demo(args):
     dims = [model.layers[0].weights.shape[0]] + [layer.weights.shape[1] for layer in model.layers]
     print(f"tessera demo: handwritten digits, int8 MLP {' -> '.join(map(str, dims))}, "
           f"{count} held-out images")
-    backend = f"RTL simulation ({args.sim or 'default simulator'})" if args.backend == "rtl" \
-        else "golden instruction-level simulator"
     print(f"  accelerator {config.rows}x{config.cols} PEs, {config.bus_width}-bit bus, "
-          f"backend: {backend}")
+          f"backend: {_backend_name(args)}")
     driver = _driver(args, config)
     if args.backend == "rtl":
         print("  the first run compiles the simulation (minutes; reused from build/sim later)")
@@ -275,9 +329,15 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    errors = (ValueError, TypeError)
+    if getattr(args, "backend", None) == "board":
+        # The board backend's own failures (no pyserial, no such port, no or bad answers) are
+        # reported in one line too.
+        from tessera.fpga.link import LinkError
+        errors += (ImportError, OSError, LinkError)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as exc:
+    except errors as exc:
         # Parameter errors raised by the gateware's constructors: one line, no traceback.
         if os.environ.get("TESSERA_DEBUG") == "1":
             raise

@@ -16,8 +16,15 @@ returning an object with ``memory`` (bytes, the image after the run), ``error`` 
   instead of oldest-first.
 * ``"rtl"`` (:class:`RtlBackend`): the RTL in simulation, through
   ``tessera.tb.rtl_backend.execute`` (imported when first used); options ``sim`` and ``seed``.
+* ``"board"`` (:class:`BoardBackend`): a board running Tessera's bitstream, over its USB serial
+  port through pyserial and the UART protocol (``tessera.fpga.link``); options ``port``
+  (required: ``/dev/ttyUSB0``, ``COM3`` or a pyserial URL such as ``socket://host:port``),
+  ``baud``, ``timeout``, ``run_timeout`` and ``retries``.
 
-Any other object with an ``execute`` method can be passed as ``backend`` (e.g. a board link).
+Any other object with an ``execute`` method can be passed as ``backend`` (e.g. a
+``tessera.fpga.link.Link``). A backend may also have ``connect(config)``: the driver calls it
+once, when it is created, with its configuration (the board backend opens its port there and
+checks that the board's configuration registers read the driver's configuration).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from .isa_sim import Machine
 from .layers import Conv2d, Dense, Network
 
 __all__ = ["Driver", "RunReport", "ExecResult", "AcceleratorError", "GoldenBackend",
-           "RtlBackend", "BACKENDS"]
+           "RtlBackend", "BoardBackend", "BACKENDS"]
 
 
 def _error_code(code):
@@ -117,8 +124,81 @@ class RtlBackend:
         return execute(config, bytes(memory), program_addr, length, sim=self.sim, seed=self.seed)
 
 
+class BoardBackend:
+    """Runs programs on a board (``tessera build``, docs/fpga.md) over its serial port: a
+    :class:`tessera.fpga.link.Link` on :func:`tessera.fpga.link.open_serial` (pyserial).
+
+    ``port`` is the serial device (``/dev/ttyUSB0``) or a pyserial URL (``socket://host:port``);
+    ``baud`` its speed (default: the board tops' 115200); ``timeout`` how long to wait for a
+    response, ``run_timeout`` for a program to finish (seconds). The port is opened by
+    :meth:`connect` (the driver calls it when it is created), which also reads the board's ID and
+    configuration registers and raises ``tessera.fpga.link.ConfigMismatch`` (a ValueError naming
+    both configurations) unless they are the driver's. Counters are the board's performance
+    counters (CYCLES, MAC_ACTIVE, ...). :meth:`close` closes the port.
+    """
+    name = "board"
+
+    def __init__(self, *, port=None, baud=None, timeout=1.0, run_timeout=30.0, retries=2):
+        if port is None:
+            raise ValueError("a board backend needs port: the board's serial port, e.g. "
+                             "Driver(config, backend=\"board\", port=\"/dev/ttyUSB0\")")
+        if not isinstance(port, str) or not port:
+            raise TypeError(f"port must be a serial device name or a pyserial URL (a string), "
+                            f"not {port!r}")
+        if baud is not None and (isinstance(baud, bool) or not isinstance(baud, int)
+                                 or baud < 1):
+            raise ValueError(f"baud must be a positive integer, not {baud!r}")
+        for name, value in (("timeout", timeout), ("run_timeout", run_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.port, self.baud, self.timeout = port, baud, timeout
+        self.run_timeout, self.retries = run_timeout, retries
+        self.serial = None       # the open pyserial port
+        self.link = None         # the Link, once connect() has checked the board
+
+    def _open(self):
+        from tessera.fpga.link import DEFAULT_BAUD, open_serial
+        if self.serial is None:
+            self.serial = open_serial(self.port, DEFAULT_BAUD if self.baud is None else self.baud,
+                                      self.timeout)
+        return self.serial
+
+    def read_config(self):
+        """The board's :class:`AcceleratorConfig`, read from its registers (opens the port)."""
+        from tessera.fpga.link import Link
+        return Link(self._open(), retries=self.retries).read_config()
+
+    def connect(self, config):
+        """Open the port and check that the board is a Tessera of configuration ``config``
+        (``ConfigMismatch`` otherwise); returns the :class:`~tessera.fpga.link.Link`."""
+        from tessera.fpga.link import Link
+        if self.link is not None:
+            if config != self.link.config:
+                raise ValueError(f"config must be the board's {self.link.config!r}, "
+                                 f"not {config!r}")
+            return self.link
+        link = Link(self._open(), config=config, retries=self.retries)
+        try:
+            link.check_config()
+        except BaseException:
+            self.close()
+            raise
+        self.link = link
+        return link
+
+    def execute(self, config, memory, program_addr, length):
+        return self.connect(config).execute(config, memory, program_addr, length,
+                                            timeout=self.run_timeout)
+
+    def close(self):
+        """Close the serial port (a later :meth:`connect` opens it again)."""
+        if self.serial is not None:
+            self.serial.close()
+        self.serial = self.link = None
+
+
 #: Backends selectable by name.
-BACKENDS = {"golden": GoldenBackend, "rtl": RtlBackend}
+BACKENDS = {"golden": GoldenBackend, "rtl": RtlBackend, "board": BoardBackend}
 
 
 def _describe(x):
@@ -141,8 +221,10 @@ class Driver:
     """Compiles and runs work on one accelerator configuration through one backend.
 
     ``backend`` is a name in :data:`BACKENDS` (``backend_options`` go to its constructor) or an
-    object with an ``execute`` method. ``reports`` holds the :class:`RunReport` of each program run
-    by the last call (one per program; a network may run several).
+    object with an ``execute`` method; a backend's ``connect(config)``, if it has one, is called
+    here (``Driver(config, backend="board", port="/dev/ttyUSB0")`` opens the port and checks the
+    board's configuration). ``reports`` holds the :class:`RunReport` of each program run by the
+    last call (one per program; a network may run several).
     """
 
     def __init__(self, config=None, backend="golden", **backend_options):
@@ -161,6 +243,9 @@ class Driver:
         elif backend_options:
             raise TypeError(f"backend options {sorted(backend_options)} apply only to a backend "
                             f"given by name")
+        connect = getattr(backend, "connect", None)
+        if callable(connect):
+            connect(config)
         self.backend = backend
         self.reports = []
 

@@ -211,8 +211,8 @@ def test_backend_objects_and_names(seed):
     assert backend.calls == [(CONFIG, len(program.image), 0, program.length)]
     assert isinstance(Driver(CONFIG).backend, GoldenBackend)
     assert isinstance(Driver(CONFIG, backend="rtl", sim="icarus").backend, RtlBackend)
-    with pytest.raises(ValueError, match=r"backend must be one of \['golden', 'rtl'\]"):
-        Driver(CONFIG, backend="board")
+    with pytest.raises(ValueError, match=r"backend must be one of \['board', 'golden', 'rtl'\]"):
+        Driver(CONFIG, backend="nope")
     with pytest.raises(TypeError, match="or an object with an execute method"):
         Driver(CONFIG, backend=42)
     with pytest.raises(TypeError, match="apply only to a backend given by name"):

@@ -1,26 +1,40 @@
-"""The serial protocol (fpga/protocol.py) and the host link (fpga/link.py) without hardware.
+"""The serial protocol (fpga/protocol.py), the host link (fpga/link.py) and the driver's board
+backend without hardware.
 
 Frames are checked against the protocol's definition (CRC-16/CCITT-FALSE check value, field
 layout), the response parser against chunked, noisy and corrupted streams, and :class:`Link`
 against :class:`FakeBoard`, a byte-level Python model of the bridge whose programs run on the
 instruction-level simulator (so :meth:`Link.execute` can be compared with the golden backend).
+The driver's ``"board"`` backend (and ``tessera bench/demo --backend board``) talks to the same
+:class:`FakeBoard` served on a local TCP socket, opened by pyserial as ``socket://127.0.0.1:PORT``
+(:class:`ServedBoard`): the real pyserial path, the real framing code on both sides.
 """
 
+import dataclasses
+import json
 import random
+import re
+import socket
 import struct
+import sys
+import threading
 
 import numpy as np
 import pytest
 
-from tessera.fpga.link import Link, LinkError, LinkTimeout, RemoteError
+from tessera.fpga.link import (ConfigMismatch, Link, LinkError, LinkTimeout, RemoteError,
+                               open_serial)
 from tessera.fpga.protocol import (MAX_BLOCK, REGISTER_SPACE, Command, FrameError,
                                    ResponseParser, Status, block_requests, crc16, decode_request,
                                    decode_response, encode_request, encode_response, raw_request)
-from tessera.rtl.registers import ID_VALUE, PERF_COUNTERS, register_map
+from tessera.rtl.isa import Opcode, ProgramError, assemble, encode
+from tessera.rtl.registers import DEFAULT_CONFIG, ID_VALUE, PERF_COUNTERS, register_map
 from tessera.sim import golden
-from tessera.sim.compiler import compile_gemm
+from tessera.sim.cli import main
+from tessera.sim.compiler import compile_dense, compile_gemm
 from tessera.sim.config import AcceleratorConfig
-from tessera.sim.driver import GoldenBackend
+from tessera.sim.driver import AcceleratorError, BoardBackend, Driver, GoldenBackend
+from tessera.sim.layers import Dense
 
 CONFIG = AcceleratorConfig(rows=4, cols=4, scratchpad_depth=64, accumulator_depth=32,
                            bus_width=32)
@@ -133,7 +147,7 @@ class FakeBoard:
     def __init__(self, config, mem_size=1 << 16):
         self.config = config
         self.memory = bytearray(mem_size)
-        self.regmap = register_map(**config.as_dict())
+        self.regmap = register_map(**{name: getattr(config, name) for name in DEFAULT_CONFIG})
         self.regs = {r.offset: r.reset for r in self.regmap}
         self.pending = bytearray()
         self.output = bytearray()
@@ -213,7 +227,8 @@ class FakeBoard:
         self.memory[:] = result.memory
         self.regs[self.regmap["ERROR_CODE"].offset] = result.error
         self.regs[self.regmap["ERROR_INFO"].offset] = result.error_index
-        self.regs[self.regmap["STATUS"].offset] = self.regmap["STATUS"].pack(done=1)
+        self.regs[self.regmap["STATUS"].offset] = self.regmap["STATUS"].pack(
+            done=1, error=int(result.error != 0))
         for i, name in enumerate(PERF_COUNTERS):
             self.regs[self.regmap[name].offset] = i + 1
 
@@ -291,3 +306,241 @@ def test_execute_matches_the_golden_backend(seed):
     assert result.counters == {name: i + 1 for i, name in enumerate(PERF_COUNTERS)}
     with pytest.raises(ValueError, match="config must be the board's"):
         link.execute(AcceleratorConfig(), image, 0, 1)
+
+
+def test_read_config_and_connect():
+    """The configuration registers read back as an AcceleratorConfig; connect() refuses a board
+    of another configuration, naming both; a board whose ID is not Tessera's is refused."""
+    board = FakeBoard(CONFIG)
+    assert Link(board).read_config() == CONFIG           # any map reaches ID .. BUS_WIDTH
+    Link(board, config=CONFIG).connect(CONFIG)
+    other = dataclasses.replace(CONFIG, rows=6, cols=6)
+    with pytest.raises(ConfigMismatch, match=r"board's accelerator is 4x4 .* compiled for 6x6 "
+                       r".*rows 4 on the board, 6 expected; cols 4 on the board, 6 expected"):
+        Link(board, config=other).connect(other)
+    with pytest.raises(ValueError, match="config must be the board's"):
+        Link(board, config=CONFIG).connect(other)
+    board.regs[0] = 0x12345678
+    with pytest.raises(LinkError, match="ID register reads 0x12345678, not Tessera's 0x54535241"):
+        Link(board, config=CONFIG).read_config()
+
+
+def test_execute_refuses_an_image_larger_than_the_board_memory():
+    program = compile_gemm(CONFIG, 20, 20, 20)
+    link = Link(FakeBoard(CONFIG, mem_size=1024), config=CONFIG)
+    assert len(program.image) > 1024
+    with pytest.raises(LinkError, match=rf"memory image \({len(program.image)} bytes\) does not "
+                       r"fit the board's memory: the board refused a write at 0x400"):
+        link.execute(CONFIG, program.image, program.program_addr, program.length)
+
+
+# --- the driver's board backend, through pyserial -------------------------------------------------
+
+class ServedBoard:
+    """A :class:`FakeBoard` behind a TCP socket on 127.0.0.1; ``url`` (``socket://...``) opens
+    it through pyserial. One connection at a time; an exception in the server thread is raised
+    again by :meth:`close`."""
+
+    def __init__(self, board):
+        self.board = board
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="served-board", daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            while not self.stop.is_set():
+                try:
+                    conn, _ = self.listener.accept()
+                except socket.timeout:
+                    continue
+                self.connections += 1
+                with conn:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conn.settimeout(0.05)
+                    while not self.stop.is_set():
+                        try:
+                            data = conn.recv(4096)
+                        except socket.timeout:
+                            continue
+                        if not data:
+                            break
+                        self.board.write(data)
+                        answer = self.board.read(len(self.board.output))
+                        if answer:
+                            conn.sendall(answer)
+        except BaseException as error:      # noqa: B036 - handed to the test by close()
+            self.error = error
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.listener.close()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def serve():
+    """``serve(config, **fake_board_options)``: a :class:`ServedBoard`, closed after the test."""
+    served = []
+
+    def start(config=CONFIG, **options):
+        served.append(ServedBoard(FakeBoard(config, **options)))
+        return served[-1]
+
+    yield start
+    for board in served:
+        board.close()
+
+
+def _requant(rng, n):
+    multipliers, shifts = golden.quantize_multipliers(rng.uniform(2e-3, 1e-2, size=n))
+    zp = int(rng.integers(-10, 10))
+    return dict(multiplier=multipliers, shift=shifts, output_zero_point=zp, act_min=zp)
+
+
+def test_open_serial_opens_pyserial_urls(serve):
+    board = serve()
+    port = open_serial(board.url, timeout=0.5)
+    try:
+        assert type(port).__module__.startswith("serial."), type(port)
+        assert Link(port, config=CONFIG).read_register("ID") == {"value": ID_VALUE}
+    finally:
+        port.close()
+
+
+def test_board_backend_gemm_and_dense_equal_golden(serve, seed):
+    """A GEMM and a dense layer through Driver(backend="board", port=...): results equal
+    golden.gemm / the layer's reference and the golden backend's; the memory image read back
+    from the board equals the golden backend's byte for byte; counters are the board's."""
+    rng = np.random.default_rng(seed)
+    served = serve()
+    driver = Driver(CONFIG, backend="board", port=served.url, timeout=0.5)
+    reference = Driver(CONFIG, backend="golden")
+    try:
+        assert isinstance(driver.backend, BoardBackend)
+        assert type(driver.backend.serial).__module__.startswith("serial.")
+        m, k, n = (int(x) for x in rng.integers(1, 20, size=3))
+        a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        c = driver.gemm(a, b)
+        assert c.dtype == np.int32 and np.array_equal(c, golden.gemm(a, b)), (m, k, n)
+        assert np.array_equal(c, reference.gemm(a, b))
+        assert driver.reports[0].counters == {name: i + 1 for i, name in enumerate(PERF_COUNTERS)}
+
+        program = compile_gemm(CONFIG, m, k, n)
+        image = bytearray(program.image)
+        program.write_input(image, "a", a)
+        program.write_input(image, "b", b)
+        got = driver.backend.execute(CONFIG, bytes(image), program.program_addr, program.length)
+        expect = GoldenBackend().execute(CONFIG, bytes(image), program.program_addr,
+                                         program.length)
+        assert got.memory == expect.memory and (got.error, got.error_index) == (0, 0)
+
+        rows, inputs, outputs = (int(x) for x in rng.integers(1, 24, size=3))
+        layer = Dense(rng.integers(-128, 128, (inputs, outputs), dtype=np.int8),
+                      rng.integers(-500, 500, outputs, dtype=np.int32), **_requant(rng, outputs))
+        x = rng.integers(-128, 128, (rows, inputs), dtype=np.int8)
+        y = driver.dense(layer, x)
+        assert np.array_equal(y, layer.reference(x)) and np.array_equal(y, reference.dense(layer, x))
+        program = compile_dense(CONFIG, layer, rows)
+        image = bytearray(program.image)
+        program.write_input(image, "x", x)
+        expect = GoldenBackend().execute(CONFIG, bytes(image), program.program_addr,
+                                         program.length)
+        assert bytes(served.board.memory[:len(image)]) == expect.memory
+        assert served.connections == 1 and driver.backend.link.retried == 0
+    finally:
+        driver.backend.close()
+
+
+def test_board_backend_reports_program_errors_like_golden(serve, seed):
+    """A program with an out-of-range LOAD at a random index stops with the same ProgramError
+    at the same instruction on the board as on the golden backend."""
+    rng = random.Random(seed)
+    program = compile_gemm(CONFIG, 5, 6, 7)
+    index = rng.randrange(program.length - 1)
+    bad = encode(Opcode.LOAD, buffer=0, sram_row=CONFIG.scratchpad_depth - 1, rows=2,
+                 row_bytes=1, dram_addr=0, dram_stride=0)
+    words = list(program.instructions)
+    words[index] = bad
+    image = bytearray(program.image)
+    start = program.program_addr + 16 * index
+    image[start:start + 16] = assemble([bad])
+    program = dataclasses.replace(program, instructions=words, image=image)
+    inputs = {"a": np.ones((5, 6), np.int8), "b": np.ones((6, 7), np.int8)}
+    errors = []
+    served = serve()
+    for backend, options in (("golden", {}), ("board", {"port": served.url})):
+        driver = Driver(CONFIG, backend=backend, **options)
+        with pytest.raises(AcceleratorError) as info:
+            driver.run(program, inputs)
+        report = driver.run(program, inputs, check=False)
+        errors.append((info.value.code, info.value.index, report.error, report.error_index))
+        if backend == "board":
+            driver.backend.close()
+    assert errors[0] == errors[1], errors
+    assert errors[0][0] != ProgramError.NONE, errors
+
+
+def test_board_backend_refuses_a_board_of_another_configuration(serve):
+    """The check happens when the driver is created: a 6x6 board for a 4x4 driver is refused
+    with both configurations named, and the port is closed again."""
+    served = serve(dataclasses.replace(CONFIG, rows=6, cols=6))
+    with pytest.raises(ConfigMismatch, match=r"board's accelerator is 6x6 \(rows=6, cols=6, "
+                       r"scratchpad_depth=64.* compiled for 4x4 \(rows=4, cols=4, .*rows 6 on the "
+                       r"board, 4 expected"):
+        Driver(CONFIG, backend="board", port=served.url)
+    with pytest.raises(ConfigMismatch):     # a Link passed as the backend is checked the same way
+        Driver(CONFIG, backend=Link(FakeBoard(served.board.config), config=CONFIG))
+    backend = BoardBackend(port=served.url)
+    assert backend.read_config() == served.board.config
+    backend.close()
+
+
+def test_board_backend_option_errors(monkeypatch):
+    with pytest.raises(ValueError, match="a board backend needs port"):
+        Driver(CONFIG, backend="board")
+    with pytest.raises(TypeError, match="port must be a serial device name"):
+        Driver(CONFIG, backend="board", port=0)
+    with pytest.raises(ValueError, match="baud must be a positive integer, not 0"):
+        Driver(CONFIG, backend="board", port="/dev/ttyUSB0", baud=0)
+    with pytest.raises(OSError, match="tessera-no-such-port"):    # pyserial's SerialException
+        Driver(CONFIG, backend="board", port="/dev/tessera-no-such-port")
+    monkeypatch.setitem(sys.modules, "serial", None)               # pyserial not installed
+    with pytest.raises(ImportError, match=r"pip install pyserial"):
+        Driver(CONFIG, backend="board", port="/dev/ttyUSB0")
+
+
+def test_command_line_board_backend(serve, seed, capsys):
+    """tessera bench gemm / demo --backend board --port URL: the configuration is the board's,
+    results bit-exact; a conflicting --rows, a missing --port and --port without the board
+    backend are one-line errors (exit status 2)."""
+    served = serve()
+    argv = ["bench", "gemm", "--m", "9", "--n", "5", "--k", "11", "--backend", "board",
+            "--port", served.url, "--seed", str(seed), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bit_exact"] and (result["rows"], result["cols"], result["bus_width"]) == \
+        (4, 4, 32) and result["backend"] == "board"
+    assert main(["demo", "--backend", "board", "--port", served.url, "--images", "6",
+                 "--batch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"backend: board on {served.url} (115200 baud)" in out and "RESULT: PASS" in out, out
+    for args, message in [
+        (["--rows", "8", "--port", served.url], "board's accelerator is 4x4 .* compiled for 8x4"),
+        ([], "--backend board needs --port"),
+    ]:
+        assert main(["bench", "gemm", "--m", "2", "--n", "2", "--k", "2", "--backend", "board",
+                     *args]) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and err.count("\n") == 1, err
+    assert main(["bench", "gemm", "--m", "2", "--n", "2", "--k", "2", "--backend", "golden",
+                 "--port", served.url]) == 2
+    assert "--port applies only to --backend board" in capsys.readouterr().err
