@@ -2,12 +2,16 @@
 
 ::
 
-    fetch FIFO ─► Decoder ─┬─ illegal ────────────► error (code, index); stop
-                           ├─ LOAD ───────────────► LOAD queue   ┐ waits while the target
-                           ├─ MATMUL ─────────────► EXEC queue   │ queue is full
-                           ├─ STORE, CONFIG ──────► STORE queue  ┘
-                           ├─ FENCE ─► wait until every queue is empty and every engine idle
-                           └─ HALT ──► ``halted``: dispatch nothing more
+    fetch FIFO ─► Decoder ─► [head] ─┬─ illegal ──────► error (code, index); stop
+                                     ├─ LOAD ─────────► LOAD queue   ┐ waits while the target
+                                     ├─ MATMUL ───────► EXEC queue   │ queue is full
+                                     ├─ STORE, CONFIG ► STORE queue  ┘
+                                     ├─ FENCE ─► wait until every queue is empty and every
+                                     │           engine idle
+                                     └─ HALT ──► ``halted``: dispatch nothing more
+
+``[head]`` is a register: the decoder's verdict on an instruction is taken one cycle before the
+instruction is dispatched, so the range checks' adders are not in front of the queues.
 
 Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
 number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
@@ -59,16 +63,36 @@ class Dispatcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         dec = m.submodules.decoder = self.decoder
-        head = self.insn.payload
+
+        # Decode stage: the head of the fetch FIFO is checked by the decoder and moves, with the
+        # decoder's verdict, into the ``head`` register; dispatch works from that register only.
+        head = Signal(QueueEntry())
+        head_valid = Signal()
+        head_error = Signal(4)
+        head_engine = Signal(2)
+        head_fence = Signal()
+        head_halt = Signal()
+        take = Signal()
+        m.d.comb += [
+            dec.word.eq(self.insn.payload.word),
+            self.insn.ready.eq(~head_valid | take),
+        ]
+        with m.If(self.start):
+            m.d.sync += head_valid.eq(0)
+        with m.Elif(self.insn.ready):
+            m.d.sync += head_valid.eq(self.insn.valid)
+            with m.If(self.insn.valid):
+                m.d.sync += [head.eq(self.insn.payload), head_error.eq(dec.error),
+                             head_engine.eq(dec.engine), head_fence.eq(dec.fence),
+                             head_halt.eq(dec.halt)]
+
         length = Signal(32)
         active = Signal()
         go = Signal()              # the head is a LOAD/MATMUL/STORE/CONFIG offered to its queue
-        take = Signal()
         target_ready = Signal()
-        m.d.comb += dec.word.eq(head.word)
         for queue in (self.load, self.exec, self.store):
             m.d.comb += queue.payload.eq(head)
-        with m.Switch(dec.engine):
+        with m.Switch(head_engine):
             with m.Case(Engine.LOAD):
                 m.d.comb += [target_ready.eq(self.load.ready), self.load.valid.eq(go)]
             with m.Case(Engine.EXEC):
@@ -85,23 +109,25 @@ class Dispatcher(wiring.Component):
         running = active & ~self.halted & ~self.stop
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
-            with m.If(self.insn.valid):
-                with m.If(dec.error != ProgramError.NONE):
-                    m.d.comb += [self.error.eq(dec.error), self.error_en.eq(1)]
-                with m.Elif(dec.halt):
+            with m.If(head_valid):
+                with m.If(head_error != ProgramError.NONE):
+                    m.d.comb += [self.error.eq(head_error), self.error_en.eq(1)]
+                with m.Elif(head_halt):
                     m.d.comb += take.eq(1)
                     m.d.sync += self.halted.eq(1)
-                with m.Elif(dec.fence):
+                with m.Elif(head_fence):
                     m.d.comb += [take.eq(self.engines_idle), self.stuck.eq(~self.engines_idle)]
                 with m.Else():
                     m.d.comb += [go.eq(1), take.eq(target_ready), self.stuck.eq(~target_ready)]
+            # An instruction the fetch unit could not read, or one past the end of the program,
+            # never reaches the decode stage.
             with m.Elif(self.fault & (self.fault_index == self.index)):
                 m.d.comb += [self.error.eq(ProgramError.BUS_ERROR), self.error_en.eq(1)]
             with m.Elif(self.index == length):
                 m.d.comb += [self.error.eq(ProgramError.NO_HALT), self.error_en.eq(1)]
         with m.Else():
             m.d.comb += self.stuck.eq(1)
-        m.d.comb += [self.insn.ready.eq(take), self.dispatched.eq(take)]
+        m.d.comb += self.dispatched.eq(take)
         with m.If(take):
             m.d.sync += self.index.eq(self.index + 1)
         return m

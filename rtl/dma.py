@@ -46,14 +46,16 @@ Block diagram::
 
 Control state machine (``Dma``)::
 
-    IDLE ──descriptor──► CHECK ──rejected (ZERO_ROWS, ZERO_BYTES, ROW_TOO_LONG, SRAM_RANGE)──► IDLE
-                           │                                             (done, no bus traffic)
-                           ├── LOAD ──► LOAD  until: no burst left or pending, all read bursts
-                           │                  complete (read_addrs empty), last row delivered
-                           │                  ──► IDLE
-                           └── STORE ─► STORE until: no burst left or pending, all W beats sent,
-                                              all B responses received, no row request open
-                                              ──► IDLE
+    IDLE ──descriptor──► CHECK ──► START ──rejected (ZERO_ROWS, ZERO_BYTES, ROW_TOO_LONG,
+                                     │         SRAM_RANGE) ──► IDLE (done, no bus traffic)
+                                     ├── LOAD ──► LOAD  until: no burst left or pending, all read
+                                     │                  bursts complete (read_addrs empty), last
+                                     │                  row delivered ──► IDLE
+                                     └── STORE ─► STORE until: no burst left or pending, all W
+                                                        beats sent, all B responses received,
+                                                        no row request open ──► IDLE
+
+CHECK computes the verdict into a register and START acts on it.
 
 ``busy`` is high outside IDLE; ``done`` pulses in the first IDLE cycle, so the next descriptor can
 be accepted in the same cycle.
@@ -97,8 +99,8 @@ reset together with the DMA (the testbench connects the AXI memory model to the 
 soft reset must only be applied while the DMA is idle. Buffer read requests in flight are likewise
 forgotten: the buffers' read pipelines share the reset.
 
-Timing: descriptor accepted in cycle t, validated in t+1, first burst generated in t+2 (AxVALID
-from t+3). With a memory that answers every cycle, LOAD and STORE move one bus word per cycle after
+Timing: descriptor accepted in cycle t, checked in t+1, started in t+2, first burst generated in
+t+3 (AxVALID from t+4). With a memory that answers every cycle, LOAD and STORE move one bus word per cycle after
 the start-up latency: measured with cocotbext-axi's memory model, 4096 beats take 4102 cycles
 (LOAD) and 4106 cycles (STORE) from descriptor to ``done`` on every bus width (tb/dma_tb.py,
 ``throughput``).
@@ -120,12 +122,13 @@ __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "Writ
 BYTE = unsigned(8)
 
 
-class _State(enum.Enum, shape=2):
+class _State(enum.Enum, shape=3):
     """States of the control state machine (see the module docstring)."""
     IDLE = 0
     CHECK = 1
-    LOAD = 2
-    STORE = 3
+    START = 2
+    LOAD = 3
+    STORE = 4
 
 
 class RowData(data.ArrayLayout):
@@ -535,8 +538,10 @@ class Dma(wiring.Component):
         state = Signal(_State)
         row_limit = Mux(desc.buffer, self.row_bytes[1], self.row_bytes[0])
         depth = Mux(desc.buffer, self.accumulator_depth, self.scratchpad_depth)
+        # CHECK registers the verdict, START acts on it (keeps the comparators off the wide
+        # fan-out of ``start``).
         code = Signal(4)
-        m.d.comb += code.eq(
+        m.d.sync += code.eq(
             Mux(desc.rows == 0, DmaError.ZERO_ROWS,
             Mux(desc.row_bytes == 0, DmaError.ZERO_BYTES,
             Mux(desc.row_bytes > row_limit, DmaError.ROW_TOO_LONG,
@@ -545,7 +550,7 @@ class Dma(wiring.Component):
         m.d.comb += [
             self.descriptor.ready.eq(state == _State.IDLE),
             self.busy.eq(state != _State.IDLE),
-            start.eq((state == _State.CHECK) & (code == DmaError.NONE)),
+            start.eq((state == _State.START) & (code == DmaError.NONE)),
             loading.eq(state == _State.LOAD),
             storing.eq(state == _State.STORE),
         ]
@@ -563,6 +568,8 @@ class Dma(wiring.Component):
                         state.eq(_State.CHECK),
                     ]
             with m.Case(_State.CHECK):
+                m.d.sync += state.eq(_State.START)
+            with m.Case(_State.START):
                 with m.If(code != DmaError.NONE):
                     m.d.sync += [
                         self.error.eq(code),

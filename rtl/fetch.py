@@ -67,21 +67,19 @@ class FetchUnit(wiring.Component):
         fifo = SyncFIFOBuffered(width=QueueEntry().size, depth=FIFO_DEPTH)
         m.submodules.fifo = ResetInserter(self.start | self.abort)(fifo)
 
-        base = Signal(32)
-        length = Signal(32)
-        next_index = Signal(32)     # first instruction not yet requested
+        # Descriptor state, kept in registers so that the descriptor leaves the fetch unit
+        # straight from flip-flops (no adders or comparators between them and the DMA arbiter).
+        dram_addr = Signal(32)      # address of the first instruction not yet requested
+        remaining = Signal(32)      # instructions not yet requested
+        chunk = Signal(range(self.chunk + 1))   # min(remaining, chunk): the next descriptor
+        credits = Signal(range(FIFO_DEPTH + 1)) # FIFO entries neither filled nor requested
         push_index = Signal(32)     # index of the next instruction to enter the FIFO
-        outstanding = Signal(range(FIFO_DEPTH + 1))
         part = Signal(range(self.rows_per_insn))
         word = Signal(INSTRUCTION_BITS)
-        remaining = length - next_index
-        chunk = Signal(range(self.chunk + 1))
-        m.d.comb += chunk.eq(Mux(remaining < self.chunk, remaining, self.chunk))
-        room = FIFO_DEPTH - fifo.level - outstanding
 
         d = self.descriptor.payload
         m.d.comb += [
-            d.dram_addr.eq(base + next_index * INSTRUCTION_BYTES),
+            d.dram_addr.eq(dram_addr),
             d.dram_stride.eq(self.word_bytes),
             d.rows.eq(chunk * self.rows_per_insn),
             d.row_bytes.eq(self.word_bytes),
@@ -97,23 +95,27 @@ class FetchUnit(wiring.Component):
         m.d.comb += [
             self.busy.eq(waiting | self.descriptor.valid),
             self.descriptor.valid.eq(running & ~waiting & ~self.abort & ~self.fault &
-                                     (next_index != length) & (room >= chunk)),
+                                     (chunk != 0) & (credits >= chunk)),
             issued.eq(self.descriptor.valid & self.descriptor.ready),
         ]
 
+        def set_remaining(value):
+            return [remaining.eq(value), chunk.eq(Mux(value < self.chunk, value, self.chunk))]
+
         with m.If(self.start):
-            m.d.sync += [base.eq(self.program_addr), length.eq(self.program_len),
-                         next_index.eq(0), push_index.eq(0), outstanding.eq(0), part.eq(0),
+            m.d.sync += [dram_addr.eq(self.program_addr), *set_remaining(self.program_len),
+                         push_index.eq(0), credits.eq(FIFO_DEPTH), part.eq(0),
                          self.fault.eq(0), running.eq(1), waiting.eq(0)]
         with m.Else():
             with m.If(issued):
-                m.d.sync += [next_index.eq(next_index + chunk), waiting.eq(1)]
-            m.d.sync += outstanding.eq(outstanding + Mux(issued, chunk, 0) - pushed)
+                m.d.sync += [dram_addr.eq(dram_addr + chunk * INSTRUCTION_BYTES),
+                             *set_remaining(remaining - chunk), waiting.eq(1)]
+            m.d.sync += credits.eq(credits - Mux(issued, chunk, 0) +
+                                   (self.insn.valid & self.insn.ready))
             with m.If(self.dma_done & waiting):
                 m.d.sync += waiting.eq(0)
                 with m.If(self.dma_error != DmaError.NONE):
-                    m.d.sync += [self.fault.eq(1), self.fault_index.eq(push_index),
-                                 outstanding.eq(0), part.eq(0)]
+                    m.d.sync += [self.fault.eq(1), self.fault_index.eq(push_index), part.eq(0)]
 
         # Assemble instructions from rows (lowest address first = least significant bits).
         row = self.row_data[:8 * self.word_bytes]
