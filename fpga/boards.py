@@ -18,7 +18,8 @@ Boards:
 ``ulx3s``
     Radiona ULX3S with an LFE5U-85F (-6, CABGA381): 25 MHz oscillator, 156 MULT18X18D, 208 DP16KD.
     Default 10 x 10 array with the PEs on MULT18X18D primitives, 64 KiB of block RAM as memory.
-    (12 x 12 needs 193 MULT18X18D: 144 PEs plus 4 per lane and 1 more in the requantizer.)
+    (12 x 12 needs 193 MULT18X18D: 144 PEs plus 4 per lane and 1 more in the requantizer;
+    ``requant_units`` in the configuration time-shares fewer requantizer multipliers, 4 each.)
 ``icebreaker``
     1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator, 5280 logic cells,
     30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array, small buffers, memory in SPRAM. No PLL support
@@ -54,7 +55,7 @@ class Board:
     module: str
     family: str                    # "ecp5" or "ice40"
     clock_mhz: float
-    config: dict                   # AcceleratorConfig fields
+    config: dict                   # AcceleratorConfig fields (requant_units too)
     mem_size: int
     multiplier: str = "auto"
     leds: int = 1
@@ -65,13 +66,16 @@ class Board:
         module = importlib.import_module(f"amaranth_boards.{self.module}")
         return getattr(module, self.platform)()
 
-    def accelerator_config(self, rows=None, cols=None):
-        """The default configuration with ``rows``/``cols`` replaced when given."""
+    def accelerator_config(self, rows=None, cols=None, requant_units=None):
+        """The default configuration with ``rows``/``cols``/``requant_units`` replaced when
+        given."""
         values = dict(self.config)
         if rows is not None:
             values["rows"] = rows
         if cols is not None:
             values["cols"] = cols
+        if requant_units is not None:
+            values["requant_units"] = requant_units
         return AcceleratorConfig(**values)
 
 

@@ -10,38 +10,132 @@ Per lane ``l`` of a row, with the parameters latched by the last CONFIG instruct
     r     = RDBPOT(q, right): (q >> right) + (remainder > threshold)            S4
     out   = clamp(r + zero_point, act_min, act_max) as int8                      S5
 
-A fixed-latency pipeline (``latency`` = 5 cycles from ``i_valid`` to ``o_valid``) without
-back-pressure: the store path reserves room for every row it puts in (see rtl/top.py). The
-parameters must be stable while rows are in flight (CONFIG and STORE run in order in the STORE
-engine, so they are).
+Each of these five-stage pipelines has one 32 x 32-bit signed multiplier (on ECP5, 4 MULT18X18D).
+``units`` says how many pipelines there are:
+
+* ``units == lanes`` (the default): one pipeline per lane. A row is accepted every cycle and
+  comes out ``latency`` = 5 cycles after its ``i_valid``; ``beats`` = 1.
+* ``units < lanes``: the pipelines are time-shared. A row takes ``beats = ceil(lanes / units)``
+  cycles: on ``i_valid`` the row (and nothing else) is latched into a row register; in the
+  ``j``-th cycle after it, lanes ``j*units .. j*units + units - 1`` (slice ``j``; the last slice
+  may be partial) enter the pipelines from that register, which shifts down by ``units`` lanes
+  every cycle, with their multipliers and shifts from a registered multiplexer (nothing but
+  registers in front of S1, so the S1 path is as short as with ``units == lanes``). Results of
+  slices ``0 .. beats-2`` are collected in an output row register; ``o_valid`` is high for one
+  cycle, with the whole row on ``o_data``, when the last slice leaves S5: ``latency`` =
+  ``beats + 5`` cycles after ``i_valid``. ``i_valid`` must be at least ``beats`` cycles apart.
+
+A fixed-latency pipeline without back-pressure: the store path reserves room for every row it
+puts in, and takes rows at most every ``beats`` cycles (see rtl/top.py). The parameters must be
+stable while rows are in flight (CONFIG and STORE run in order in the STORE engine, so they are).
 """
+
+from functools import reduce
+from operator import or_
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .util import check_dimension
+from .util import check_dimension, delay
 
-__all__ = ["SHIFT", "Requantizer"]
+__all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
 
 #: Shape of a latched per-lane shift, clamped to [-31, 30].
 SHIFT = signed(6)
+
+#: Register stages of one lane pipeline (S1 .. S5).
+STAGES = 5
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 
+def check_units(units, *, lanes, name="units"):
+    """Multiplier pipelines of a requantizer of ``lanes`` lanes: ``units`` (an integer in
+    [1, lanes]), or ``lanes`` when ``units`` is None. Raises with a message naming the value."""
+    if units is None:
+        return lanes
+    if isinstance(units, bool) or not isinstance(units, int):
+        raise TypeError(f"{name} must be an integer in [1, {lanes}] (the lanes) or None, "
+                        f"not {units!r}")
+    if not 1 <= units <= lanes:
+        raise ValueError(f"{name} must be an integer in [1, {lanes}] (the lanes) or None, "
+                         f"not {units!r}")
+    return units
+
+
+def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
+    """Add the S1 .. S5 pipeline of one lane (or unit) ``index`` to ``m``: requantize ``x`` with
+    ``mult`` and ``shift``; return the registered int8 result, :data:`STAGES` cycles later."""
+    # S1: left shift with int32 wrap; right shift amount; SRDHM overflow case.
+    left = Signal(range(31), name=f"left_{index}")
+    m.d.comb += left.eq(Mux(shift > 0, shift, 0))
+    x1 = Signal(signed(32), name=f"x1_{index}")
+    right1 = Signal(range(32), name=f"right1_{index}")
+    mult1 = Signal(signed(32), name=f"mult1_{index}")
+    m.d.sync += [
+        x1.eq((x << left)[:32]),
+        right1.eq(Mux(shift < 0, -shift, 0)),
+        mult1.eq(mult),
+    ]
+    # S2: the product.
+    p = Signal(signed(64), name=f"p_{index}")
+    overflow2 = Signal(name=f"overflow2_{index}")
+    right2 = Signal(range(32), name=f"right2_{index}")
+    m.d.sync += [
+        p.eq(x1 * mult1),
+        overflow2.eq((x1 == INT32_MIN) & (mult1 == INT32_MIN)),
+        right2.eq(right1),
+    ]
+    # S3: rounding doubling high half; C-style division by 2**31 truncates toward zero.
+    s = Signal(signed(65), name=f"s_{index}")
+    m.d.comb += s.eq(p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)))
+    s_adj = Signal(signed(65), name=f"s_adj_{index}")
+    m.d.comb += s_adj.eq(s + Mux(s < 0, (1 << 31) - 1, 0))
+    q = Signal(signed(32), name=f"q_{index}")
+    right3 = Signal(range(32), name=f"right3_{index}")
+    m.d.sync += [
+        q.eq(Mux(overflow2, INT32_MAX, (s_adj >> 31)[:32])),
+        right3.eq(right2),
+    ]
+    # S4: rounding divide by a power of two (round half away from zero).
+    mask = Signal(unsigned(32), name=f"mask_{index}")
+    m.d.comb += mask.eq((1 << right3) - 1)
+    remainder = Signal(unsigned(32), name=f"remainder_{index}")
+    threshold = Signal(unsigned(32), name=f"threshold_{index}")
+    m.d.comb += [
+        remainder.eq(q.as_unsigned() & mask),
+        threshold.eq((mask >> 1) + (q < 0)),
+    ]
+    r = Signal(signed(32), name=f"r_{index}")
+    m.d.sync += r.eq((q >> right3) + (remainder > threshold))
+    # S5: zero point and clamp.
+    y = Signal(signed(34), name=f"y_{index}")
+    m.d.comb += y.eq(r + zero_point)
+    out = Signal(signed(8), name=f"out_{index}")
+    m.d.sync += out.eq(Mux(y < act_min, act_min, Mux(y > act_max, act_max, y[:8])))
+    return out
+
+
 class Requantizer(wiring.Component):
-    """``lanes`` parallel requantization pipelines.
+    """``lanes`` lanes of requantization on ``units`` multiplier pipelines (default ``lanes``).
 
     Ports: ``i_valid``, ``i_data`` (lanes x int32), parameters ``multiplier`` (lanes x int32),
     ``shift`` (lanes x signed 6), ``zero_point``, ``act_min``, ``act_max`` (int8); ``o_valid``,
     ``o_data`` (lanes x int8), ``latency`` cycles after the input.
-    """
-    latency = 5
 
-    def __init__(self, *, lanes):
+    Attributes: ``units``; ``beats`` = ``ceil(lanes / units)``, the fewest cycles between two
+    ``i_valid`` pulses (1: a row every cycle); ``latency`` = 5 when ``units == lanes``, else
+    ``beats + 5``. ``o_valid`` pulses once per row.
+    """
+
+    def __init__(self, *, lanes, units=None):
         self.lanes = check_dimension("lanes", lanes)
+        self.units = check_units(units, lanes=lanes)
+        self.beats = -(-lanes // self.units)
+        # Time-shared: one cycle in the row register, then one per slice after the first.
+        self.latency = STAGES if self.beats == 1 else STAGES + self.beats
         super().__init__({
             "i_valid":    In(1),
             "i_data":     In(data.ArrayLayout(signed(32), lanes)),
@@ -54,64 +148,71 @@ class Requantizer(wiring.Component):
             "o_data":     Out(data.ArrayLayout(signed(8), lanes)),
         })
 
+    def _pipeline(self, m, x, mult, shift, index):
+        return _lane_pipeline(m, x, mult, shift, self.zero_point, self.act_min, self.act_max,
+                              index)
+
     def elaborate(self, platform):
         m = Module()
-        valid = self.i_valid
-        for _ in range(self.latency):
-            reg = Signal()
-            m.d.sync += reg.eq(valid)
-            valid = reg
-        m.d.comb += self.o_valid.eq(valid)
+        if self.beats == 1:
+            valid = self.i_valid
+            for _ in range(STAGES):
+                reg = Signal()
+                m.d.sync += reg.eq(valid)
+                valid = reg
+            m.d.comb += self.o_valid.eq(valid)
+            for l in range(self.lanes):
+                out = self._pipeline(m, self.i_data[l], self.multiplier[l], self.shift[l], l)
+                m.d.comb += self.o_data[l].eq(out)
+            return m
 
-        for l in range(self.lanes):
-            x, mult, shift = self.i_data[l], self.multiplier[l], self.shift[l]
-            # S1: left shift with int32 wrap; right shift amount; SRDHM overflow case.
-            left = Signal(range(31), name=f"left_{l}")
-            m.d.comb += left.eq(Mux(shift > 0, shift, 0))
-            x1 = Signal(signed(32), name=f"x1_{l}")
-            right1 = Signal(range(32), name=f"right1_{l}")
-            mult1 = Signal(signed(32), name=f"mult1_{l}")
+        lanes, units, beats = self.lanes, self.units, self.beats
+
+        # Which slice enters the pipelines next, one-hot (bit j: slice j): slice 0 with i_valid,
+        # then slices 1 .. beats-1 in the following cycles; zero when idle.
+        phase = Signal(beats)
+        select = Signal(beats)
+        m.d.comb += select.eq(Mux(self.i_valid, 1, phase))
+        m.d.sync += phase.eq(Mux(self.i_valid, 0b10, phase << 1))   # bit beats-1 shifts out
+
+        # S0 (registers only). The row register: loaded on i_valid, then shifted down by `units`
+        # lanes every cycle, so that slice j is in its lanes 0 .. units-1 in the j-th cycle after
+        # the load.
+        row = Signal(data.ArrayLayout(signed(32), lanes))
+        for i in range(lanes):
+            following = row[i + units] if i + units < lanes else 0
+            m.d.sync += row[i].eq(Mux(self.i_valid, self.i_data[i], following))
+        # The slice's multipliers and shifts (a registered AND-OR multiplexer on the one-hot
+        # select), and which slice is in S0 (one-hot; zero: none).
+        tag = Signal(beats)
+        m.d.sync += tag.eq(select)
+        outs = []
+        for u in range(units):
+            mult0 = Signal(signed(32), name=f"mult0_{u}")
+            shift0 = Signal(SHIFT, name=f"shift0_{u}")
+            slices = [j for j in range(beats) if j * units + u < lanes]
             m.d.sync += [
-                x1.eq((x << left)[:32]),
-                right1.eq(Mux(shift < 0, -shift, 0)),
-                mult1.eq(mult),
+                mult0.eq(reduce(or_, (Mux(select[j], self.multiplier[j * units + u], 0)
+                                      for j in slices))),
+                shift0.eq(reduce(or_, (Mux(select[j], self.shift[j * units + u], 0)
+                                       for j in slices))),
             ]
-            # S2: the product.
-            p = Signal(signed(64), name=f"p_{l}")
-            overflow2 = Signal(name=f"overflow2_{l}")
-            right2 = Signal(range(32), name=f"right2_{l}")
-            m.d.sync += [
-                p.eq(x1 * mult1),
-                overflow2.eq((x1 == INT32_MIN) & (mult1 == INT32_MIN)),
-                right2.eq(right1),
-            ]
-            # S3: rounding doubling high half; C-style division by 2**31 truncates toward zero.
-            s = Signal(signed(65), name=f"s_{l}")
-            m.d.comb += s.eq(p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)))
-            s_adj = Signal(signed(65), name=f"s_adj_{l}")
-            m.d.comb += s_adj.eq(s + Mux(s < 0, (1 << 31) - 1, 0))
-            q = Signal(signed(32), name=f"q_{l}")
-            right3 = Signal(range(32), name=f"right3_{l}")
-            m.d.sync += [
-                q.eq(Mux(overflow2, INT32_MAX, (s_adj >> 31)[:32])),
-                right3.eq(right2),
-            ]
-            # S4: rounding divide by a power of two (round half away from zero).
-            mask = Signal(unsigned(32), name=f"mask_{l}")
-            m.d.comb += mask.eq((1 << right3) - 1)
-            remainder = Signal(unsigned(32), name=f"remainder_{l}")
-            threshold = Signal(unsigned(32), name=f"threshold_{l}")
-            m.d.comb += [
-                remainder.eq(q.as_unsigned() & mask),
-                threshold.eq((mask >> 1) + (q < 0)),
-            ]
-            r = Signal(signed(32), name=f"r_{l}")
-            m.d.sync += r.eq((q >> right3) + (remainder > threshold))
-            # S5: zero point and clamp.
-            y = Signal(signed(34), name=f"y_{l}")
-            m.d.comb += y.eq(r + self.zero_point)
-            out = Signal(signed(8), name=f"out_{l}")
-            m.d.sync += out.eq(Mux(y < self.act_min, self.act_min,
-                                   Mux(y > self.act_max, self.act_max, y[:8])))
-            m.d.comb += self.o_data[l].eq(out)
+            outs.append(self._pipeline(m, row[u], mult0, shift0, u))
+
+        # Slice j leaves S5 when its tag bit does: slices 0 .. beats-2 are collected, the last
+        # one completes the row.
+        done = delay(m, tag, STAGES, "slice")
+        m.d.comb += self.o_valid.eq(done[beats - 1])
+        for j in range(beats):
+            for u in range(units):
+                lane = j * units + u
+                if lane >= lanes:
+                    continue
+                if j == beats - 1:
+                    m.d.comb += self.o_data[lane].eq(outs[u])
+                else:
+                    collected = Signal(signed(8), name=f"collected_{lane}")
+                    with m.If(done[j]):
+                        m.d.sync += collected.eq(outs[u])
+                    m.d.comb += self.o_data[lane].eq(collected)
         return m

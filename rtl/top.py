@@ -61,7 +61,7 @@ from .exec_engine import ExecEngine
 from .fetch import FetchUnit
 from .load_engine import LoadEngine
 from .registers import ADDR_WIDTH, PERF_COUNTERS, dma_descriptor, register_file
-from .requant import Requantizer
+from .requant import Requantizer, check_units
 from .scratchpad import Scratchpad
 from .store_engine import StoreEngine
 from .util import delay
@@ -69,7 +69,9 @@ from .util import delay
 __all__ = ["Tessera"]
 
 #: Buffer rows the store path may have requested but not yet handed to the DMA: covers the
-#: accumulator's and the requantizer's latency, so stores stream one row per cycle.
+#: accumulator's and the requantizer's latency, so stores stream at full rate (a row per cycle;
+#: requantized rows one per ``beats`` cycles with a time-shared requantizer). Checked in
+#: ``Tessera.elaborate``.
 READ_SLOTS = 16
 
 #: DMA clients in grant priority order.
@@ -91,9 +93,14 @@ class Tessera(wiring.Component):
         AXI4 ID width.
     multiplier : str
         PE multiplier implementation (``auto``, ``generic``, ``ecp5``), see rtl/multiplier.py.
+    requant_units : int or None
+        Multiplier pipelines of the requantizer, in [1, lanes]; None: one per lane (a
+        requantized row every cycle). Fewer are time-shared across the lanes (a requantized row
+        every ``ceil(lanes / requant_units)`` cycles; rtl/requant.py). Not visible in the
+        registers, and not part of ``config``.
     """
     def __init__(self, *, rows=8, cols=8, scratchpad_depth=4096, accumulator_depth=512,
-                 bus_width=64, id_width=4, multiplier="auto"):
+                 bus_width=64, id_width=4, multiplier="auto", requant_units=None):
         self.config = dict(rows=rows, cols=cols, scratchpad_depth=scratchpad_depth,
                            accumulator_depth=accumulator_depth, bus_width=bus_width)
         # Constructing the register file validates the configuration with clear messages.
@@ -114,7 +121,8 @@ class Tessera(wiring.Component):
                                       multiplier=multiplier)
         self.store_engine = StoreEngine(lanes=lanes,
                                         accumulator_addr_width=self.accumulator.addr_width)
-        self.requantizer = Requantizer(lanes=lanes)
+        self.requant_units = check_units(requant_units, lanes=lanes, name="requant_units")
+        self.requantizer = Requantizer(lanes=lanes, units=self.requant_units)
         self.controller = Controller()
         super().__init__({
             "s_axil": In(AXI4LiteSignature(addr_width=ADDR_WIDTH)),
@@ -316,14 +324,34 @@ class Tessera(wiring.Component):
         # A request is taken only when the FIFO is sure to have room for its data, so the
         # fixed-latency read ports and the requantizer never overflow it. All requests of one
         # descriptor go to one buffer in one mode, so data comes back in request order.
+        # The requantizer accepts a row at most every `rq.beats` cycles (with requant_units <
+        # lanes it time-shares its multiplier pipelines across the lanes): after a take that it
+        # will requantize, no request is taken for beats - 1 cycles.
+        # The credits alone keep the FIFO from overflowing, whatever the latencies. For full rate
+        # a credit must be free for every row in flight: a row holds one from its take through
+        # the read latency, the requantizer's latency, the FIFO's two cycles from write to
+        # output and the cycle the credit takes to come back, and rows come every beats cycles.
+        in_flight = -(-(acc.read_latency + rq.latency + 3) // rq.beats)
+        assert READ_SLOTS >= in_flight, \
+            f"READ_SLOTS = {READ_SLOTS} credits do not cover the {in_flight} rows in flight"
         fifo = SyncFIFOBuffered(width=32 * lanes, depth=READ_SLOTS)
         m.submodules.read_fifo = engines(fifo)
         in_use = Signal(range(READ_SLOTS + 1))
         pop = Signal()
         requant = Signal()
+        ready = in_use != READ_SLOTS
+        if rq.beats > 1:
+            requant_wait = Signal(range(rq.beats))
+            with m.If(engine_reset):
+                m.d.sync += requant_wait.eq(0)
+            with m.Elif(dma_acc_read & requant):
+                m.d.sync += requant_wait.eq(rq.beats - 1)
+            with m.Elif(requant_wait != 0):
+                m.d.sync += requant_wait.eq(requant_wait - 1)
+            ready = ready & (requant_wait == 0)
         m.d.comb += [
             requant.eq(store.requant & owned_by["store"]),
-            req.ready.eq(in_use != READ_SLOTS),
+            req.ready.eq(ready),
             take.eq(req.valid & req.ready),
             pop.eq(fifo.r_rdy & fifo.r_en),
         ]

@@ -52,7 +52,8 @@ class AcceleratorHarness(wiring.Component):
         The memory's read latency in cycles (see :class:`AxiMemory`; default the minimum).
     **tessera_params
         ``rows``, ``cols``, ``scratchpad_depth``, ``accumulator_depth``, ``bus_width``,
-        ``id_width`` of :class:`Tessera` (Tessera's defaults for those not given).
+        ``id_width``, ``requant_units`` of :class:`Tessera` (Tessera's defaults for those not
+        given).
     """
     def __init__(self, *, mem_size=DEFAULT_MEM_SIZE, mem_latency=MIN_READ_LATENCY,
                  **tessera_params):
