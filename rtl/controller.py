@@ -15,7 +15,8 @@ F -> E is non-zero. A push that would pass TOKEN_LIMIT is TOKEN_OVERFLOW.
 
 Deadlock: while running, if no engine is executing, at least one engine's queue head waits for a
 token, and the dispatcher cannot move (halted, at a FENCE, or at a full queue), no token can ever
-arrive: DEADLOCK, with the smallest index among the waiting heads.
+arrive: DEADLOCK, with the smallest index among the waiting heads (raised once the condition has
+held for four cycles: the index is found by a pipeline of registers).
 
 Watchdog: ``watchdog`` (0 = off) cycles without progress (an instruction dispatched, a token
 taken or given, a row into the array, a handshake on the memory bus) stop the program with
@@ -25,7 +26,7 @@ A soft reset (``soft_abort``) stops a running program like an error, with ABORTE
 error is kept (ERROR_CODE/ERROR_INFO); the next start clears it.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,26 +88,31 @@ class Controller(wiring.Component):
         begin = self.begin
 
         # --- tokens -----------------------------------------------------------------------------
+        # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers computed from the
+        # counter's next value, so the engines' pop decisions and the overflow check start at
+        # flip-flops.
         overflow = Signal()
         overflow_index = Signal(INDEX)
-        counters = {}
+        nonzero = {}
         for src in ENGINES:
             for dst in ENGINES:
                 if src == dst:
                     continue
-                count = counters[src, dst] = Signal(range(TOKEN_LIMIT + 1),
-                                                    name=f"tokens_{src.name}_{dst.name}".lower())
+                pair = f"{src.name}_{dst.name}".lower()
+                count = Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{pair}")
+                count_next = Signal.like(count, name=f"tokens_{pair}_next")
+                full = Signal(name=f"tokens_{pair}_full")
+                nonzero[src, dst] = Signal(name=f"tokens_{pair}_nonzero")
                 inc = self.engine(src).push_en & self.engine(src).push[dst]
                 dec = self.engine(dst).pop_en & self.engine(dst).pop[src]
-                with m.If(begin):
-                    m.d.sync += count.eq(0)
-                with m.Else():
-                    m.d.sync += count.eq(count + inc - dec)
-                with m.If(inc & ~dec & (count == TOKEN_LIMIT)):
+                m.d.comb += count_next.eq(Mux(begin, 0, count + inc - dec))
+                m.d.sync += [count.eq(count_next), full.eq(count_next == TOKEN_LIMIT),
+                             nonzero[src, dst].eq(count_next != 0)]
+                with m.If(inc & ~dec & full):
                     m.d.comb += [overflow.eq(1), overflow_index.eq(self.engine(src).push_index)]
         for dst in ENGINES:
             m.d.comb += self.engine(dst).avail.eq(
-                sum((counters[src, dst] != 0) << src for src in ENGINES if src != dst))
+                sum(nonzero[src, dst] << src for src in ENGINES if src != dst))
 
         # --- deadlock -----------------------------------------------------------------------------
         def active(ctl):
@@ -114,14 +120,38 @@ class Controller(wiring.Component):
 
         any_active = active(self.load) | active(self.exec) | active(self.store)
         any_blocked = self.load.blocked | self.exec.blocked | self.store.blocked
+        # A deadlock is a stable state (nothing can move), so it is detected through a pipeline
+        # of registers: the engines' ``blocked``/``head_index`` are sampled, the smallest waiting
+        # index is found in two steps, and DEADLOCK is raised once the condition has held in the
+        # four previous cycles (so the index, sampled three cycles ago, is of the deadlock).
+        deadlock_now = Signal()
+        deadlock_seen = Signal(4)
         deadlock = Signal()
         deadlock_index = Signal(INDEX)
-        index = Signal(INDEX)
-        m.d.comb += index.eq((1 << 32) - 1)
+        waiting = []
         for e in ENGINES:
             ctl = self.engine(e)
-            index = Mux(ctl.blocked & (ctl.head_index < index), ctl.head_index, index)
-        m.d.comb += deadlock_index.eq(index)
+            blocked = Signal(name=f"blocked_{e.name.lower()}")
+            index = Signal(INDEX, name=f"head_index_{e.name.lower()}")
+            m.d.sync += [blocked.eq(ctl.blocked), index.eq(ctl.head_index)]
+            waiting.append((blocked, index))
+
+        def smaller(a, b, name):
+            (a_blocked, a_index), (b_blocked, b_index) = a, b
+            blocked = Signal(name=f"{name}_blocked")
+            index = Signal(INDEX, name=f"{name}_index")
+            take_b = b_blocked & (~a_blocked | (b_index < a_index))
+            m.d.sync += [blocked.eq(a_blocked | b_blocked),
+                         index.eq(Mux(take_b, b_index, a_index))]
+            return blocked, index
+
+        first_two = smaller(waiting[0], waiting[1], "deadlock_01")
+        store_late = Signal(), Signal(INDEX)
+        m.d.sync += [store_late[0].eq(waiting[2][0]), store_late[1].eq(waiting[2][1])]
+        _, smallest = smaller(first_two, store_late, "deadlock_012")
+        m.d.sync += deadlock_seen.eq(Cat(deadlock_now, deadlock_seen[:3]))
+        m.d.comb += [deadlock.eq(deadlock_seen.all()),
+                     deadlock_index.eq(smallest)]
 
         # --- watchdog -----------------------------------------------------------------------------
         quiet = Signal(32)
@@ -138,20 +168,32 @@ class Controller(wiring.Component):
                              Mux(self.store.busy, self.store.error_index, self.dispatch_index))
 
         # --- errors -----------------------------------------------------------------------------
+        # Every source's error is registered as it is reported (cycle t); in cycle t+1 the first
+        # of them (in this priority order) is recorded and the program stops. ``stop`` (abort)
+        # rises in cycle t+1 from those registers, as it would from the STOP state.
+        sources = [
+            ("dispatch", self.dispatch_error_en, self.dispatch_error, self.dispatch_error_index),
+            ("load", self.load.error_en, self.load.error, self.load.error_index),
+            ("store", self.store.error_en, self.store.error, self.store.error_index),
+            ("overflow", overflow, ProgramError.TOKEN_OVERFLOW, overflow_index),
+            ("watchdog", watchdog, ProgramError.WATCHDOG, watchdog_index),
+        ]
+        reported = []
+        for name, en, code, index in sources:
+            en_q = Signal(name=f"{name}_error_en")
+            code_q = Signal(4, name=f"{name}_error")
+            index_q = Signal(INDEX, name=f"{name}_error_index")
+            m.d.sync += [en_q.eq(en & self.running), code_q.eq(code), index_q.eq(index)]
+            reported.append((en_q, code_q, index_q))
+        reported.append((deadlock, ProgramError.DEADLOCK, deadlock_index))
+        watchdog_reported = reported[4][0]
         error = Signal(4)
         error_index = Signal(INDEX)
-        with m.If(self.dispatch_error_en):
-            m.d.comb += [error.eq(self.dispatch_error), error_index.eq(self.dispatch_error_index)]
-        with m.Elif(self.load.error_en):
-            m.d.comb += [error.eq(self.load.error), error_index.eq(self.load.error_index)]
-        with m.Elif(self.store.error_en):
-            m.d.comb += [error.eq(self.store.error), error_index.eq(self.store.error_index)]
-        with m.Elif(overflow):
-            m.d.comb += [error.eq(ProgramError.TOKEN_OVERFLOW), error_index.eq(overflow_index)]
-        with m.Elif(watchdog):
-            m.d.comb += [error.eq(ProgramError.WATCHDOG), error_index.eq(watchdog_index)]
-        with m.Elif(deadlock):
-            m.d.comb += [error.eq(ProgramError.DEADLOCK), error_index.eq(deadlock_index)]
+        with m.If(reported[0][0]):
+            m.d.comb += [error.eq(reported[0][1]), error_index.eq(reported[0][2])]
+        for en_q, code_q, index_q in reported[1:]:
+            with m.Elif(en_q):
+                m.d.comb += [error.eq(code_q), error_index.eq(index_q)]
 
         # --- life cycle ---------------------------------------------------------------------------
         engines_quiet = ~any_active & ~self.fetch_busy & ~self.dma_busy
@@ -164,11 +206,12 @@ class Controller(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [
                     self.running.eq(1),
-                    deadlock.eq(self.stuck & ~any_active & any_blocked),
+                    deadlock_now.eq(self.stuck & ~any_active & any_blocked),
                 ]
+                m.d.comb += self.stop.eq(error != ProgramError.NONE)
                 with m.If(error != ProgramError.NONE):
                     m.d.sync += [self.error_code.eq(error), self.error_index.eq(error_index)]
-                    with m.If(watchdog):
+                    with m.If(watchdog_reported):
                         m.next = "RESET"
                     with m.Else():
                         m.next = "STOP"
@@ -182,9 +225,9 @@ class Controller(wiring.Component):
                     m.next = "IDLE"
             with m.State("STOP"):
                 m.d.comb += [self.running.eq(1), self.stop.eq(1)]
-                with m.If(watchdog):
+                with m.If(watchdog_reported):
                     m.d.sync += [self.error_code.eq(ProgramError.WATCHDOG),
-                                 self.error_index.eq(watchdog_index)]
+                                 self.error_index.eq(reported[4][2])]
                     m.next = "RESET"
                 with m.Elif(engines_quiet):
                     m.d.comb += self.done.eq(1)
