@@ -219,24 +219,37 @@ class UartBridge(wiring.Component):
                 m.d.comb += receiving.eq(1)
                 with m.If(urx.valid):
                     m.d.sync += received_crc.eq(Cat(received_crc[8:], urx.data))
-                receive(count + 1, count == 1, "CHECK", update_crc=False)
+                receive(count + 1, count == 1, "VERIFY", update_crc=False)
+
+            # The frame's checks are registered in VERIFY and acted on in CHECK (short paths).
+            bad_crc, bad_command, bad_length, bad_address = (
+                Signal(name=name) for name in ("bad_crc", "bad_command", "bad_length",
+                                               "bad_address"))
+            with m.State("VERIFY"):
+                end = address + length           # 33 bits: no wrap
+                m.d.sync += [
+                    bad_crc.eq(corrupt | (received_crc != crc)),
+                    bad_command.eq(~known),
+                    bad_length.eq((length == 0) | (length > MAX_BLOCK) |
+                                  (is_register & (length[:2] != 0))),
+                    bad_address.eq(Mux(is_register,
+                                       (address[:2] != 0) | (end > REGISTER_SPACE),
+                                       end > self.mem_size)),
+                ]
+                m.next = "CHECK"
 
             with m.State("CHECK"):
-                end = address + length           # 33 bits: no wrap
                 m.d.sync += [pointer.eq(address), count.eq(0), response_length.eq(0)]
-                with m.If(corrupt | (received_crc != crc)):
+                with m.If(bad_crc):
                     m.d.sync += status.eq(Status.CRC_ERROR)
                     m.next = "RESPOND"
-                with m.Elif(~known):
+                with m.Elif(bad_command):
                     m.d.sync += status.eq(Status.BAD_COMMAND)
                     m.next = "RESPOND"
-                with m.Elif((length == 0) | (length > MAX_BLOCK) |
-                            (is_register & (length[:2] != 0))):
+                with m.Elif(bad_length):
                     m.d.sync += status.eq(Status.BAD_LENGTH)
                     m.next = "RESPOND"
-                with m.Elif(Mux(is_register,
-                                (address[:2] != 0) | (end > REGISTER_SPACE),
-                                end > self.mem_size)):
+                with m.Elif(bad_address):
                     m.d.sync += status.eq(Status.BAD_ADDRESS)
                     m.next = "RESPOND"
                 with m.Else():

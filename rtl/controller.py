@@ -26,6 +26,9 @@ A soft reset (``soft_abort``) stops a running program like an error, with ABORTE
 error is kept (ERROR_CODE/ERROR_INFO); the next start clears it.
 """
 
+from functools import reduce
+from operator import or_
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -187,6 +190,8 @@ class Controller(wiring.Component):
             reported.append((en_q, code_q, index_q))
         reported.append((deadlock, ProgramError.DEADLOCK, deadlock_index))
         watchdog_reported = reported[4][0]
+        pending = Signal()          # some error was reported (straight from the registers)
+        m.d.comb += pending.eq(reduce(or_, (en_q for en_q, _, _ in reported)))
         error = Signal(4)
         error_index = Signal(INDEX)
         with m.If(reported[0][0]):
@@ -208,8 +213,8 @@ class Controller(wiring.Component):
                     self.running.eq(1),
                     deadlock_now.eq(self.stuck & ~any_active & any_blocked),
                 ]
-                m.d.comb += self.stop.eq(error != ProgramError.NONE)
-                with m.If(error != ProgramError.NONE):
+                m.d.comb += self.stop.eq(pending)
+                with m.If(pending):
                     m.d.sync += [self.error_code.eq(error), self.error_index.eq(error_index)]
                     with m.If(watchdog_reported):
                         m.next = "RESET"

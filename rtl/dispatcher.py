@@ -106,6 +106,11 @@ class Dispatcher(wiring.Component):
         with m.Elif(self.stop | self.error_en):
             m.d.sync += active.eq(0)
 
+        # ``engines_idle`` as of the previous cycle, and nothing dispatched since (a FENCE waits
+        # one cycle longer; the engines cannot get work while it waits, so it cannot be stale).
+        idle = Signal()
+        m.d.sync += idle.eq(self.engines_idle & ~take)
+
         running = active & ~self.halted & ~self.stop
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
@@ -116,7 +121,7 @@ class Dispatcher(wiring.Component):
                     m.d.comb += take.eq(1)
                     m.d.sync += self.halted.eq(1)
                 with m.Elif(head_fence):
-                    m.d.comb += [take.eq(self.engines_idle), self.stuck.eq(~self.engines_idle)]
+                    m.d.comb += [take.eq(idle), self.stuck.eq(~idle)]
                 with m.Else():
                     m.d.comb += [go.eq(1), take.eq(target_ready), self.stuck.eq(~target_ready)]
             # An instruction the fetch unit could not read, or one past the end of the program,

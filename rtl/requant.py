@@ -4,17 +4,19 @@ Per lane ``l`` of a row, with the parameters latched by the last CONFIG instruct
 
     left  = max(shift[l], 0)                 right = max(-shift[l], 0)
     x1    = wrap32(x << left)                                                   S1
-    p     = x1 * multiplier[l]               (64-bit signed product)             S2
+    p     = x1 * multiplier[l]               (64-bit signed product:
+            four 16 x 16-bit partial products, then three adder stages)         S2 .. S5
     q     = SRDHM: (p + nudge) / 2**31 truncated toward zero, INT32_MAX when
-            x1 == multiplier == INT32_MIN    (nudge = 2**30 or 1 - 2**30)        S3
-    r     = RDBPOT(q, right): (q >> right) + (remainder > threshold)            S4
-    out   = clamp(r + zero_point, act_min, act_max) as int8                      S5
+            x1 == multiplier == INT32_MIN    (nudge = 2**30 or 1 - 2**30)        S6, S7
+    r     = RDBPOT(q, right): (q >> right) + (remainder > threshold)            S8, S9
+    out   = clamp(r + zero_point, act_min, act_max) as int8                      S10, S11
 
-Each of these five-stage pipelines has one 32 x 32-bit signed multiplier (on ECP5, 4 MULT18X18D).
-``units`` says how many pipelines there are:
+Each stage is at most one carry chain or a small multiplexer tree deep (125 MHz on ECP5). Each of
+these :data:`STAGES`-stage pipelines has one 32 x 32-bit signed multiplier, built from four
+16 x 16-bit products (on ECP5, 4 MULT18X18D). ``units`` says how many pipelines there are:
 
 * ``units == lanes`` (the default): one pipeline per lane. A row is accepted every cycle and
-  comes out ``latency`` = 5 cycles after its ``i_valid``; ``beats`` = 1.
+  comes out ``latency`` = ``STAGES`` (11) cycles after its ``i_valid``; ``beats`` = 1.
 * ``units < lanes``: the pipelines are time-shared. A row takes ``beats = ceil(lanes / units)``
   cycles: on ``i_valid`` the row (and nothing else) is latched into a row register; in the
   ``j``-th cycle after it, lanes ``j*units .. j*units + units - 1`` (slice ``j``; the last slice
@@ -22,8 +24,9 @@ Each of these five-stage pipelines has one 32 x 32-bit signed multiplier (on ECP
   every cycle, with their multipliers and shifts from a registered multiplexer (nothing but
   registers in front of S1, so the S1 path is as short as with ``units == lanes``). Results of
   slices ``0 .. beats-2`` are collected in an output row register; ``o_valid`` is high for one
-  cycle, with the whole row on ``o_data``, when the last slice leaves S5: ``latency`` =
-  ``beats + 5`` cycles after ``i_valid``. ``i_valid`` must be at least ``beats`` cycles apart.
+  cycle, with the whole row on ``o_data``, when the last slice leaves the last stage:
+  ``latency`` = ``beats + STAGES`` cycles after ``i_valid``. ``i_valid`` must be at least
+  ``beats`` cycles apart.
 
 A fixed-latency pipeline without back-pressure: the store path reserves room for every row it
 puts in, and takes rows at most every ``beats`` cycles (see rtl/top.py). The parameters must be
@@ -44,8 +47,8 @@ __all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
 #: Shape of a latched per-lane shift, clamped to [-31, 30].
 SHIFT = signed(6)
 
-#: Register stages of one lane pipeline (S1 .. S5).
-STAGES = 5
+#: Register stages of one lane pipeline (S1 .. S11).
+STAGES = 11
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -66,56 +69,59 @@ def check_units(units, *, lanes, name="units"):
 
 
 def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
-    """Add the S1 .. S5 pipeline of one lane (or unit) ``index`` to ``m``: requantize ``x`` with
-    ``mult`` and ``shift``; return the registered int8 result, :data:`STAGES` cycles later."""
-    # S1: left shift with int32 wrap; right shift amount; SRDHM overflow case.
+    """Add the S1 .. S11 pipeline of one lane (or unit) ``index`` to ``m``: requantize ``x``
+    with ``mult`` and ``shift``; return the registered int8 result, :data:`STAGES` cycles later.
+
+    Every stage is at most one carry chain or one small multiplexer tree deep, for 125 MHz on
+    ECP5; the product is four 16 x 16-bit partial products (one MULT18X18D each) summed in three
+    stages."""
+    def stage(value, shape, name):
+        reg = Signal(shape, name=f"{name}_{index}")
+        m.d.sync += reg.eq(value)
+        return reg
+
+    def later(value, name, stages):
+        for i in range(stages):
+            value = stage(value, value.shape(), f"{name}{i}")
+        return value
+
+    # S1: left shift with int32 wrap; right shift amount.
     left = Signal(range(31), name=f"left_{index}")
     m.d.comb += left.eq(Mux(shift > 0, shift, 0))
-    x1 = Signal(signed(32), name=f"x1_{index}")
-    right1 = Signal(range(32), name=f"right1_{index}")
-    mult1 = Signal(signed(32), name=f"mult1_{index}")
-    m.d.sync += [
-        x1.eq((x << left)[:32]),
-        right1.eq(Mux(shift < 0, -shift, 0)),
-        mult1.eq(mult),
-    ]
-    # S2: the product.
-    p = Signal(signed(64), name=f"p_{index}")
-    overflow2 = Signal(name=f"overflow2_{index}")
-    right2 = Signal(range(32), name=f"right2_{index}")
-    m.d.sync += [
-        p.eq(x1 * mult1),
-        overflow2.eq((x1 == INT32_MIN) & (mult1 == INT32_MIN)),
-        right2.eq(right1),
-    ]
-    # S3: rounding doubling high half; C-style division by 2**31 truncates toward zero.
-    s = Signal(signed(65), name=f"s_{index}")
-    m.d.comb += s.eq(p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)))
-    s_adj = Signal(signed(65), name=f"s_adj_{index}")
-    m.d.comb += s_adj.eq(s + Mux(s < 0, (1 << 31) - 1, 0))
-    q = Signal(signed(32), name=f"q_{index}")
-    right3 = Signal(range(32), name=f"right3_{index}")
-    m.d.sync += [
-        q.eq(Mux(overflow2, INT32_MAX, (s_adj >> 31)[:32])),
-        right3.eq(right2),
-    ]
-    # S4: rounding divide by a power of two (round half away from zero).
+    x1 = stage((x << left)[:32], signed(32), "x1")
+    right = stage(Mux(shift < 0, -shift, 0), range(32), "right")
+    mult1 = stage(mult, signed(32), "mult1")
+    # S2: partial products of x1 = xh * 2**16 + xl and mult1 = mh * 2**16 + ml; the SRDHM
+    # overflow case (x1 == mult1 == INT32_MIN).
+    xl, xh = x1[:16], x1[16:].as_signed()
+    ml, mh = mult1[:16], mult1[16:].as_signed()
+    ll = stage(xl * ml, unsigned(32), "pp_ll")
+    lh = stage(xl * mh, signed(33), "pp_lh")
+    hl = stage(xh * ml, signed(33), "pp_hl")
+    hh = stage(xh * mh, signed(32), "pp_hh")
+    overflow = stage((x1 == INT32_MIN) & (mult1 == INT32_MIN), 1, "overflow")
+    # S3 .. S5: p = hh * 2**32 + (lh + hl) * 2**16 + ll, the 64-bit product.
+    mid = stage(lh + hl, signed(34), "pp_mid")
+    ll3, hh3 = stage(ll, unsigned(32), "pp_ll3"), stage(hh, signed(32), "pp_hh3")
+    low = stage((mid << 16) + ll3, signed(51), "pp_low")
+    hh4 = stage(hh3, signed(32), "pp_hh4")
+    p = stage((hh4 << 32) + low, signed(64), "p")
+    # S6, S7: rounding doubling high half; C-style division by 2**31 truncates toward zero.
+    s = stage(p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), signed(65), "s")
+    q = stage(Mux(later(overflow, "overflow_", 4), INT32_MAX,
+                  ((s + Mux(s < 0, (1 << 31) - 1, 0)) >> 31)[:32]), signed(32), "q")
+    # S8, S9: rounding divide by a power of two (round half away from zero).
+    right8 = later(right, "right_", 6)
     mask = Signal(unsigned(32), name=f"mask_{index}")
-    m.d.comb += mask.eq((1 << right3) - 1)
-    remainder = Signal(unsigned(32), name=f"remainder_{index}")
-    threshold = Signal(unsigned(32), name=f"threshold_{index}")
-    m.d.comb += [
-        remainder.eq(q.as_unsigned() & mask),
-        threshold.eq((mask >> 1) + (q < 0)),
-    ]
-    r = Signal(signed(32), name=f"r_{index}")
-    m.d.sync += r.eq((q >> right3) + (remainder > threshold))
-    # S5: zero point and clamp.
-    y = Signal(signed(34), name=f"y_{index}")
-    m.d.comb += y.eq(r + zero_point)
-    out = Signal(signed(8), name=f"out_{index}")
-    m.d.sync += out.eq(Mux(y < act_min, act_min, Mux(y > act_max, act_max, y[:8])))
-    return out
+    m.d.comb += mask.eq((1 << right8) - 1)
+    shifted = stage(q >> right8, signed(32), "shifted")
+    remainder = stage(q.as_unsigned() & mask, unsigned(32), "remainder")
+    threshold = stage((mask >> 1) + (q < 0), unsigned(32), "threshold")
+    round_up = stage(remainder > threshold, 1, "round_up")
+    shifted9 = stage(shifted, signed(32), "shifted9")
+    # S10, S11: zero point and clamp.
+    y = stage(shifted9 + round_up + zero_point, signed(34), "y")
+    return stage(Mux(y < act_min, act_min, Mux(y > act_max, act_max, y[:8])), signed(8), "out")
 
 
 class Requantizer(wiring.Component):
@@ -126,8 +132,8 @@ class Requantizer(wiring.Component):
     ``o_data`` (lanes x int8), ``latency`` cycles after the input.
 
     Attributes: ``units``; ``beats`` = ``ceil(lanes / units)``, the fewest cycles between two
-    ``i_valid`` pulses (1: a row every cycle); ``latency`` = 5 when ``units == lanes``, else
-    ``beats + 5``. ``o_valid`` pulses once per row.
+    ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES`` when ``units == lanes``,
+    else ``beats + STAGES``. ``o_valid`` pulses once per row.
     """
 
     def __init__(self, *, lanes, units=None):
@@ -199,7 +205,7 @@ class Requantizer(wiring.Component):
             ]
             outs.append(self._pipeline(m, row[u], mult0, shift0, u))
 
-        # Slice j leaves S5 when its tag bit does: slices 0 .. beats-2 are collected, the last
+        # Slice j leaves the last stage when its tag bit does: slices 0 .. beats-2 are collected, the last
         # one completes the row.
         done = delay(m, tag, STAGES, "slice")
         m.d.comb += self.o_valid.eq(done[beats - 1])

@@ -72,7 +72,7 @@ __all__ = ["Tessera"]
 #: accumulator's and the requantizer's latency, so stores stream at full rate (a row per cycle;
 #: requantized rows one per ``beats`` cycles with a time-shared requantizer). Checked in
 #: ``Tessera.elaborate``.
-READ_SLOTS = 16
+READ_SLOTS = 20
 
 #: DMA clients in grant priority order.
 CLIENTS = ("store", "fetch", "load", "hook")

@@ -172,8 +172,8 @@ def test_requantizer_parameters():
     but never used" warnings silenced.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        for lanes, units, beats, latency in [(8, None, 1, 5), (8, 8, 1, 5), (8, 3, 3, 8),
-                                             (12, 1, 12, 17), (12, 6, 2, 7), (1, 1, 1, 5)]:
+        for lanes, units, beats, latency in [(8, None, 1, 11), (8, 8, 1, 11), (8, 3, 3, 14),
+                                             (12, 1, 12, 23), (12, 6, 2, 13), (1, 1, 1, 11)]:
             dut = Requantizer(lanes=lanes, units=units)
             assert (dut.units, dut.beats, dut.latency) == (units or lanes, beats, latency)
             del dut
