@@ -17,12 +17,12 @@ Boards:
 
 ``ulx3s``
     Radiona ULX3S with an LFE5U-85F (-6, CABGA381): 25 MHz oscillator, 156 MULT18X18D, 208 DP16KD.
-    Default 10 x 10 array with the PEs on MULT18X18D primitives, 64 KiB of block RAM as memory.
-    (12 x 12 needs 193 MULT18X18D: 144 PEs plus 4 per lane and 1 more in the requantizer;
-    ``requant_units`` in the configuration time-shares fewer requantizer multipliers, 4 each.)
+    Default 12 x 12 array with the PEs on MULT18X18D primitives (144) and a requantizer of 3
+    units time-shared over the 12 lanes (12), 64 KiB of block RAM as memory.
 ``icebreaker``
     1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator, 5280 logic cells,
-    30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array, small buffers, memory in SPRAM. No PLL support
+    30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array (one requantizer unit), small buffers, memory
+    in SPRAM. No PLL support
     here: ``freq_mhz`` must be 12 (docs/fpga.md says whether Tessera fits this device).
 """
 
@@ -44,7 +44,8 @@ from tessera.sim.config import AcceleratorConfig
 from .board_top import SimBoardTop
 from .link import DEFAULT_BAUD
 
-__all__ = ["Board", "BOARDS", "board", "BoardTop", "ecp5_pll_parameters", "PllError"]
+__all__ = ["Board", "BOARDS", "REQUANT_UNIT_DSPS", "board", "BoardTop", "ecp5_pll_parameters",
+           "PllError"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Board:
     multiplier: str = "auto"
     leds: int = 1
     resources: dict = field(default_factory=dict)   # available cells, for the report
+    dsp_blocks: int = 0            # hard multipliers (MULT18X18D, SB_MAC16)
 
     def make_platform(self):
         import importlib
@@ -68,7 +70,9 @@ class Board:
 
     def accelerator_config(self, rows=None, cols=None, requant_units=None):
         """The default configuration with ``rows``/``cols``/``requant_units`` replaced when
-        given."""
+        given. Without ``requant_units``, the requantizer gets the hard multipliers the PEs leave
+        (one per PE; :data:`REQUANT_UNIT_DSPS` per requantizer unit), at least one unit and at
+        most one per lane."""
         values = dict(self.config)
         if rows is not None:
             values["rows"] = rows
@@ -76,21 +80,29 @@ class Board:
             values["cols"] = cols
         if requant_units is not None:
             values["requant_units"] = requant_units
+        if values.get("requant_units") is None:
+            lanes = max(values["rows"], values["cols"])
+            spare = self.dsp_blocks - values["rows"] * values["cols"]
+            units = min(lanes, max(1, spare // REQUANT_UNIT_DSPS))
+            values["requant_units"] = None if units == lanes else units
         return AcceleratorConfig(**values)
 
+
+#: Hard multipliers of one requantizer unit (a 32 x 32-bit product from four 16 x 16-bit ones).
+REQUANT_UNIT_DSPS = 4
 
 BOARDS = {
     "ulx3s": Board(
         name="ulx3s", platform="ULX3S_85F_Platform", module="ulx3s", family="ecp5",
         clock_mhz=25.0,
-        config=dict(rows=10, cols=10, scratchpad_depth=4096, accumulator_depth=512,
+        config=dict(rows=12, cols=12, scratchpad_depth=4096, accumulator_depth=512,
                     bus_width=64),
-        mem_size=1 << 16, multiplier="ecp5", leds=8),
+        mem_size=1 << 16, multiplier="ecp5", leds=8, dsp_blocks=156),
     "icebreaker": Board(
         name="icebreaker", platform="ICEBreakerPlatform", module="icebreaker", family="ice40",
         clock_mhz=12.0,
         config=dict(rows=2, cols=2, scratchpad_depth=256, accumulator_depth=64, bus_width=32),
-        mem_size=1 << 16, leds=2),
+        mem_size=1 << 16, leds=2, dsp_blocks=8),
 }
 
 

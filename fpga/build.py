@@ -122,15 +122,17 @@ def _used(utilization, kinds):
 
 
 def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
-          out_dir="build/fpga"):
+          out_dir="build/fpga", requant_units=None):
     """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
     and return its report (see the module docstring).
 
-    ``rows``/``cols`` override the board's default array; ``freq`` is the clock in MHz (None:
-    the board's oscillator; other values need a PLL, ECP5 only).
+    ``rows``/``cols`` override the board's default array, ``requant_units`` the requantizer's
+    multiplier units (default: what the board's DSPs leave, ``Board.accelerator_config``);
+    ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
+    only).
     """
     spec = get_board(board)
-    config = spec.accelerator_config(rows, cols)
+    config = spec.accelerator_config(rows, cols, requant_units)
     top = BoardTop(spec, config, freq_mhz=freq)
     family = spec.family
     name = f"tessera_{spec.name}"
@@ -213,6 +215,8 @@ def add_build_parser(subparsers):
     p.add_argument("board", choices=sorted(BOARDS), help="target board")
     p.add_argument("--rows", type=int, help="PE array rows (default: the board's)")
     p.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
+    p.add_argument("--requant-units", type=int,
+                   help="requantizer multiplier units (default: the DSPs the PEs leave)")
     p.add_argument("--freq", type=float,
                    help="clock in MHz (default: the board's oscillator; ECP5 uses a PLL)")
     p.add_argument("--allow-timing-failure", action="store_true",
@@ -227,7 +231,8 @@ def cmd_build(args):
     or allowed to fail), 1 (timing not met, or a tool failed)."""
     try:
         report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
-                       allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir)
+                       allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir,
+                       requant_units=args.requant_units)
     except (TimingError, BuildError) as exc:
         print(f"tessera build: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import UnusedElaboratable
 
-from tessera.fpga.boards import BOARDS, BoardTop, board, ecp5_pll_parameters
+from tessera.fpga.boards import BOARDS, REQUANT_UNIT_DSPS, BoardTop, board, ecp5_pll_parameters
 from tessera.fpga.build import BuildError, add_build_parser, build
 
 #: Pins of the USB-serial UART (rx, tx) and the oscillator of each board, from its schematic.
@@ -70,7 +70,7 @@ def test_build_command_line(monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     add_build_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build", "ulx3s", "--rows", "4", "--cols", "6", "--freq", "50",
-                              "--allow-timing-failure", "--out-dir", "x"])
+                              "--allow-timing-failure", "--out-dir", "x", "--requant-units", "2"])
     seen = {}
 
     def fake_build(name, **kwargs):
@@ -80,10 +80,27 @@ def test_build_command_line(monkeypatch, capsys):
     monkeypatch.setattr("tessera.fpga.build.build", fake_build)
     assert args.func(args) == 1
     assert seen == dict(board="ulx3s", rows=4, cols=6, freq=50.0, allow_timing_failure=True,
-                        out_dir="x")
+                        out_dir="x", requant_units=2)
     assert "not enough cells" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "de10"])
+
+
+def test_board_default_requantizer_uses_the_spare_dsps():
+    """Without requant_units, a board's requantizer gets the DSPs its PEs leave, 4 per unit, at
+    least 1 unit and at most one per lane; an explicit value wins."""
+    ulx3s, icebreaker = BOARDS["ulx3s"], BOARDS["icebreaker"]
+    assert ulx3s.dsp_blocks == 156 and icebreaker.dsp_blocks == 8
+    cases = [(ulx3s, None, None, 12, 3), (ulx3s, 2, 2, 2, None), (ulx3s, 10, 10, 10, None),
+             (ulx3s, 12, 12, 12, 3), (ulx3s, 11, 12, 12, 6), (ulx3s, 13, 13, 13, 1),
+             (icebreaker, None, None, 2, 1), (icebreaker, 1, 1, 1, None)]
+    for board, rows, cols, lanes, units in cases:
+        config = board.accelerator_config(rows, cols)
+        assert max(config.rows, config.cols) == lanes and config.requant_units == units, \
+            (board.name, rows, cols, config)
+        used = config.rows * config.cols + REQUANT_UNIT_DSPS * (units or lanes)
+        assert used <= board.dsp_blocks or units == 1, (board.name, rows, cols, used)
+    assert ulx3s.accelerator_config(12, 12, requant_units=2).requant_units == 2
 
 
 def test_overfull_cells_are_named(tmp_path):
@@ -113,10 +130,12 @@ def _check_report(report, name, out_dir, rows, cols):
 
 
 @pytest.mark.fpga
-@pytest.mark.slow
 def test_ulx3s_bitstream(tmp_path):
     """A 2x2 ULX3S build at the 25 MHz oscillator: a bitstream and a report whose numbers are
-    nextpnr's; the 4 PEs sit on MULT18X18D (the requantizer's multipliers are DSPs too)."""
+    nextpnr's; the 4 PEs sit on MULT18X18D (the requantizer's multipliers are DSPs too).
+
+    In the default suite (CI runs it: about 10 minutes on 2 cores), so that a change that breaks
+    synthesis or the board top cannot land; ``pytest -m "not fpga"`` skips it locally."""
     report = build("ulx3s", rows=2, cols=2, out_dir=tmp_path)
     _check_report(report, "ulx3s", tmp_path, 2, 2)
     assert report["dsp"]["used"] >= 4 and report["dsp"]["available"] == 156, report["dsp"]
