@@ -27,10 +27,10 @@ AXI bursts
     word lies beyond the memory reads 0 with DECERR or is not written (its burst answers DECERR).
     Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
     :data:`R_QUEUE_DEPTH`-entry queue so RREADY may drop at any time; with RREADY high a burst
-    streams one beat per cycle, the first two cycles after the AR handshake.
+    streams one beat per cycle, the first four cycles after the AR handshake.
 Direct port
-    ``addr`` is a word index. ``read`` high: ``rdata`` in the next cycle (only then) is the word
-    at ``addr``. ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word
+    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (3) cycles
+    later (only then) is the word at ``addr`` (the storage's inputs and output are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word
     ``addr``. The direct port is always served in the cycle it asks; reading and writing in the
     same cycle is not allowed (the write wins). Addresses beyond the memory are ignored (reads
     return an unspecified word).
@@ -45,11 +45,14 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
 
-__all__ = ["MemoryPortSignature", "AxiRam", "R_QUEUE_DEPTH", "ICE40_SPRAMS", "SPRAM_WORDS",
-           "STORAGES"]
+__all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
+           "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
+
+#: Cycles from a direct-port read request to its ``rdata``.
+DIRECT_READ_LATENCY = 3
 
 #: Entries of the read-beat queue (also the read beats issued but not yet taken by the manager).
-R_QUEUE_DEPTH = 4
+R_QUEUE_DEPTH = 6
 
 #: Values of ``storage``.
 STORAGES = ("auto", "memory", "spram")
@@ -202,7 +205,15 @@ class AxiRam(wiring.Component):
         write_en = Signal(self.word_bytes)
         wdata = Signal(self.data_width)
         rdata = Signal(self.data_width)
-        self.resolved_storage(platform)(m, addr, read_en, write_en, wdata, rdata)
+        # The storage's inputs and its output are registered (block RAM address, enables and
+        # data straight from flip-flops, its slow clock-to-out into one register), so read data
+        # arrives DIRECT_READ_LATENCY = 3 cycles after the request.
+        ram_addr, ram_read = Signal.like(addr), Signal()
+        ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata)
+        ram_rdata = Signal.like(rdata)
+        m.d.sync += [ram_addr.eq(addr), ram_read.eq(read_en), ram_write.eq(write_en),
+                     ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
+        self.resolved_storage(platform)(m, ram_addr, ram_read, ram_write, ram_wdata, ram_rdata)
         m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, axi.wdata)),
                      direct.rdata.eq(rdata)]
 
@@ -266,8 +277,9 @@ class AxiRam(wiring.Component):
             m.d.sync += b_pending.eq(0)
 
         # --- read beats: memory, then the R queue ----------------------------------------------
-        issued = Signal(beat_layout)
-        issued_valid = Signal()
+        # The beat travels with its read through the storage's DIRECT_READ_LATENCY registers.
+        issued = Signal(beat_layout, name="requested")
+        issued_valid = Signal(name="requested_valid")
         m.d.sync += [
             issued_valid.eq(read_go),
             issued.id.eq(r.id),
@@ -275,6 +287,10 @@ class AxiRam(wiring.Component):
             issued.resp.eq(Mux(~r.supported, Resp.SLVERR,
                                Mux(in_range_r, Resp.OKAY, Resp.DECERR))),
         ]
+        for stage in range(DIRECT_READ_LATENCY - 1):
+            later, later_valid = Signal(beat_layout, name=f"issued_{stage}"), Signal()
+            m.d.sync += [later.eq(issued), later_valid.eq(issued_valid)]
+            issued, issued_valid = later, later_valid
         with m.If(read_go):
             m.d.sync += r.word.eq(r.word + 1)
             with m.If(r.left == 0):

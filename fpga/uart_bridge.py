@@ -17,16 +17,16 @@ Receive
     computing the CRC as the bytes arrive. A gap of more than ``timeout`` cycles between two
     bytes of a frame ends the receive phase with status TIMEOUT.
 Check
-    One cycle: the first failing check of CRC (a byte with a bad stop bit also fails it),
-    command, length, address gives the status (see :class:`~tessera.fpga.protocol.Status`); only
-    a request that passes all of them is executed.
+    Two cycles (the checks are registered, then acted on): the first failing check of CRC (a
+    byte with a bad stop bit also fails it), command, length, address gives the status (see
+    :class:`~tessera.fpga.protocol.Status`); only a request that passes all of them is executed.
 Execute
-    ``WRITE_MEM`` writes the buffered bytes one by one (a one-byte write per byte, two cycles
-    each); ``READ_MEM`` reads them one by one into the buffer. ``WRITE_REG`` assembles each 32-bit
-    word (little-endian) from the buffer and writes it with one AXI4-Lite write (WSTRB all ones)
-    and waits for its response; ``READ_REG`` reads each word with one AXI4-Lite read into the
-    buffer. Register accesses go in address order; a response other than OKAY makes the status
-    BUS_ERROR (the remaining accesses still happen).
+    ``WRITE_MEM`` writes the buffered bytes one by one (a one-byte write per byte, three
+    cycles each); ``READ_MEM`` reads them one by one into the buffer. ``WRITE_REG`` assembles
+    each 32-bit word (little-endian) from the buffer and writes it with one AXI4-Lite write
+    (WSTRB all ones) and waits for its response; ``READ_REG`` reads each word with one
+    AXI4-Lite read into the buffer. Register accesses go in address order; a response other than
+    OKAY makes the status BUS_ERROR (the remaining accesses still happen).
 Respond
     The response frame is sent, echoing the request's command byte (0 if the frame ended before
     it), with a payload (the data read) only if the status is OK and the command reads. Then
@@ -46,7 +46,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4LiteSignature, Resp
 
-from .axi_ram import MemoryPortSignature
+from .axi_ram import DIRECT_READ_LATENCY, MemoryPortSignature
 from .protocol import (CRC_INIT, CRC_POLYNOMIAL, MAX_BLOCK, REGISTER_SPACE, SYNC_REQUEST,
                        SYNC_RESPONSE, Command, Status)
 from .uart import UartRx, UartTx, check_divisor
@@ -123,6 +123,10 @@ class UartBridge(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=8, depth=MAX_BLOCK, init=[])
         buf_read = buffer.read_port(transparent_for=())
         buf_write = buffer.write_port()
+        # The byte read from the buffer, registered (block RAM output register): byte ``count``
+        # is in ``buf_data`` two cycles after a *_FETCH state, so each FETCH waits one cycle.
+        buf_data = Signal(8)
+        m.d.sync += buf_data.eq(buf_read.data)
 
         byte_in = urx.valid & ~urx.frame_error     # a good byte arrived this cycle
         header = Signal(56)                         # command, address, length as received
@@ -144,6 +148,7 @@ class UartBridge(wiring.Component):
         bus_error = Signal()
         pointer = Signal(33)                # byte address of the next memory or register access
         word = Signal(32)                   # register word being assembled or taken apart
+        wait = Signal(range(DIRECT_READ_LATENCY))   # cycles left until a memory read's data
 
         # --- timeout between the bytes of a frame -----------------------------------------------
         receiving = Signal()
@@ -158,18 +163,29 @@ class UartBridge(wiring.Component):
         lane = pointer[:shift]
         m.d.comb += [
             self.mem.addr.eq(pointer[shift:shift + self.index_width]),
-            self.mem.wdata.eq(buf_read.data.replicate(self.word_bytes)),
+            self.mem.wdata.eq(buf_data.replicate(self.word_bytes)),
         ]
         mem_byte = self.mem.rdata.word_select(lane, 8)
 
         # --- response bytes -----------------------------------------------------------------------
         response_length = Signal(16)
+        # Index of the last byte of the request's block and of the response's payload, kept in
+        # registers (a cycle behind their lengths, which are set well before they are used).
+        last = Signal(17)
+        response_last = Signal(17)
+        m.d.sync += [last.eq(length - 1), response_last.eq(response_length - 1)]
         tx_byte = Signal(8)
         m.d.comb += [utx.data.eq(tx_byte), buf_read.addr.eq(count)]
         sent = utx.valid & utx.ready
 
         crc_rx = crc16_step(m, crc, urx.data, "crc_rx")
-        crc_tx = crc16_step(m, crc, tx_byte, "crc_tx")
+        # A sent byte enters the CRC one cycle later, from registers (SEND_CRC waits for it).
+        tx_crc_byte = Signal(8)
+        tx_crc_update = Signal()
+        crc_tx = crc16_step(m, crc, tx_crc_byte, "crc_tx")
+        m.d.sync += [tx_crc_byte.eq(tx_byte), tx_crc_update.eq(0)]
+        with m.If(tx_crc_update):
+            m.d.sync += crc.eq(crc_tx)
 
         def receive(next_count, done, next_state, update_crc=True):
             """On each byte: count it and CRC it (a bad stop bit marks the frame corrupt); at
@@ -213,7 +229,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [receiving.eq(1),
                              buf_write.addr.eq(count), buf_write.data.eq(urx.data),
                              buf_write.en.eq(urx.valid & (count < MAX_BLOCK))]
-                receive(count + 1, count == length - 1, "CRC")
+                receive(count + 1, count == last, "CRC")
 
             with m.State("CRC"):
                 m.d.comb += receiving.eq(1)
@@ -264,25 +280,32 @@ class UartBridge(wiring.Component):
                         with m.Default():
                             m.next = "REG_READ_ADDRESS"
 
-            # --- memory: one byte per two cycles -------------------------------------------------
+            # --- memory: one byte per three cycles -----------------------------------------------
             with m.State("MEM_WRITE_FETCH"):        # the buffer reads byte `count`
+                m.next = "MEM_WRITE_WAIT"
+            with m.State("MEM_WRITE_WAIT"):
                 m.next = "MEM_WRITE"
             with m.State("MEM_WRITE"):
                 m.d.comb += self.mem.write.eq(Const(1, self.word_bytes) << lane)
                 m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(count == length - 1):
+                with m.If(count == last):
                     m.next = "RESPOND"
                 with m.Else():
                     m.next = "MEM_WRITE_FETCH"
 
             with m.State("MEM_READ_ISSUE"):
                 m.d.comb += self.mem.read.eq(1)
-                m.next = "MEM_READ_TAKE"
+                m.d.sync += wait.eq(DIRECT_READ_LATENCY - 2)
+                m.next = "MEM_READ_WAIT"
+            with m.State("MEM_READ_WAIT"):         # rdata DIRECT_READ_LATENCY cycles after ISSUE
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 0):
+                    m.next = "MEM_READ_TAKE"
             with m.State("MEM_READ_TAKE"):
                 m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(mem_byte),
                              buf_write.en.eq(1)]
                 m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(count == length - 1):
+                with m.If(count == last):
                     m.d.sync += response_length.eq(length)
                     m.next = "RESPOND"
                 with m.Else():
@@ -294,9 +317,11 @@ class UartBridge(wiring.Component):
                          csr.wstrb.eq(0xF), csr.bready.eq(1), csr.rready.eq(1)]
 
             with m.State("REG_WRITE_FETCH"):        # the buffer reads byte `count`
+                m.next = "REG_WRITE_WAIT"
+            with m.State("REG_WRITE_WAIT"):
                 m.next = "REG_WRITE_GATHER"
             with m.State("REG_WRITE_GATHER"):
-                m.d.sync += [word.eq(Cat(word[8:], buf_read.data)), count.eq(count + 1)]
+                m.d.sync += [word.eq(Cat(word[8:], buf_data)), count.eq(count + 1)]
                 with m.If(count[:2] == 3):
                     m.next = "REG_WRITE_ADDRESS"
                 with m.Else():
@@ -335,7 +360,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(word[:8]),
                              buf_write.en.eq(1)]
                 m.d.sync += [word.eq(word >> 8), count.eq(count + 1)]
-                with m.If(count == length - 1):
+                with m.If(count == last):
                     m.d.sync += response_length.eq(length)
                     m.next = "EXECUTED"
                 with m.Elif(count[:2] == 3):
@@ -355,7 +380,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [tx_byte.eq(fields.word_select(count[:3], 8)), utx.valid.eq(1)]
                 with m.If(sent):
                     with m.If(count != 0):
-                        m.d.sync += crc.eq(crc_tx)
+                        m.d.sync += tx_crc_update.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == 4):
                         m.d.sync += count.eq(0)
@@ -364,18 +389,21 @@ class UartBridge(wiring.Component):
                         with m.Else():
                             m.next = "SEND_CRC"
             with m.State("SEND_FETCH"):             # the buffer reads byte `count`
+                m.next = "SEND_WAIT"
+            with m.State("SEND_WAIT"):
                 m.next = "SEND_PAYLOAD"
             with m.State("SEND_PAYLOAD"):
-                m.d.comb += [tx_byte.eq(buf_read.data), utx.valid.eq(1)]
+                m.d.comb += [tx_byte.eq(buf_data), utx.valid.eq(1)]
                 with m.If(sent):
-                    m.d.sync += [crc.eq(crc_tx), count.eq(count + 1)]
-                    with m.If(count == response_length - 1):
+                    m.d.sync += [tx_crc_update.eq(1), count.eq(count + 1)]
+                    with m.If(count == response_last):
                         m.d.sync += count.eq(0)
                         m.next = "SEND_CRC"
                     with m.Else():
                         m.next = "SEND_FETCH"
-            with m.State("SEND_CRC"):
-                m.d.comb += [tx_byte.eq(crc.word_select(count[:1], 8)), utx.valid.eq(1)]
+            with m.State("SEND_CRC"):                # once the last byte is in the CRC
+                m.d.comb += [tx_byte.eq(crc.word_select(count[:1], 8)),
+                             utx.valid.eq(~tx_crc_update)]
                 with m.If(sent):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == 1):

@@ -91,9 +91,10 @@ class Controller(wiring.Component):
         begin = self.begin
 
         # --- tokens -----------------------------------------------------------------------------
-        # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers computed from the
-        # counter's next value, so the engines' pop decisions and the overflow check start at
-        # flip-flops.
+        # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers, so the engines'
+        # pop decisions and the overflow check start at flip-flops. Their next values come from
+        # the flags and from ``one``/``almost_full`` (count == 1, count == TOKEN_LIMIT - 1), not
+        # from the counter's adder.
         overflow = Signal()
         overflow_index = Signal(INDEX)
         nonzero = {}
@@ -105,12 +106,20 @@ class Controller(wiring.Component):
                 count = Signal(range(TOKEN_LIMIT + 1), name=f"tokens_{pair}")
                 count_next = Signal.like(count, name=f"tokens_{pair}_next")
                 full = Signal(name=f"tokens_{pair}_full")
-                nonzero[src, dst] = Signal(name=f"tokens_{pair}_nonzero")
+                almost_full = Signal(name=f"tokens_{pair}_almost_full")
+                one = Signal(name=f"tokens_{pair}_one")
+                nz = nonzero[src, dst] = Signal(name=f"tokens_{pair}_nonzero")
                 inc = self.engine(src).push_en & self.engine(src).push[dst]
                 dec = self.engine(dst).pop_en & self.engine(dst).pop[src]
+                up, down = inc & ~dec, dec & ~inc
                 m.d.comb += count_next.eq(Mux(begin, 0, count + inc - dec))
-                m.d.sync += [count.eq(count_next), full.eq(count_next == TOKEN_LIMIT),
-                             nonzero[src, dst].eq(count_next != 0)]
+                m.d.sync += [
+                    count.eq(count_next),
+                    one.eq(count_next == 1),
+                    almost_full.eq(count_next == TOKEN_LIMIT - 1),
+                    nz.eq(~begin & (up | (nz & ~(down & one)))),
+                    full.eq(~begin & ((up & almost_full) | (full & ~down))),
+                ]
                 with m.If(inc & ~dec & full):
                     m.d.comb += [overflow.eq(1), overflow_index.eq(self.engine(src).push_index)]
         for dst in ENGINES:
@@ -190,8 +199,11 @@ class Controller(wiring.Component):
             reported.append((en_q, code_q, index_q))
         reported.append((deadlock, ProgramError.DEADLOCK, deadlock_index))
         watchdog_reported = reported[4][0]
-        pending = Signal()          # some error was reported (straight from the registers)
-        m.d.comb += pending.eq(reduce(or_, (en_q for en_q, _, _ in reported)))
+        # Some error was reported: one register (the OR of the reports' next values), because
+        # ``stop`` fans out to every engine and queue.
+        pending = Signal()
+        m.d.sync += pending.eq(self.running & reduce(or_, (en for _, en, _, _ in sources)) |
+                               (deadlock_now & deadlock_seen[:3].all()))
         error = Signal(4)
         error_index = Signal(INDEX)
         with m.If(reported[0][0]):

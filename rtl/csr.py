@@ -35,7 +35,8 @@ AXI4-Lite subordinate (``s_axil``)::
             ┌──── W holding register ────┐  │   (OKAY, or SLVERR for an unmapped address)
     W ─────►│ wready = W register empty  │──┘
             └────────────────────────────┘
-    AR ────► arready = no R pending; the addressed register is sampled when AR is taken ──► R
+    AR ────► arready = no read in progress; the address is registered, the addressed register
+             is sampled in the next cycle ──► R
 
 * AW and W are accepted independently, in either order or in the same cycle, into holding
   registers (``awready``/``wready`` = holding register empty: registered, never combinational
@@ -43,7 +44,9 @@ AXI4-Lite subordinate (``s_axil``)::
   response is pending: registers change, PULSE outputs rise and BVALID rises at the end of that
   cycle. A new AW/W may be accepted while BVALID waits for BREADY.
 * BVALID and RVALID (with their payloads) hold until BREADY/RREADY. ``arready`` is high while no
-  read response is pending; the addressed register is sampled when AR is accepted.
+  read is in progress; the address is registered when AR is accepted and the addressed register
+  is sampled in the next cycle, when RVALID rises (a read takes two cycles before RVALID, which
+  keeps the address decoder and the read multiplexer on separate register stages).
 * Unmapped offsets (gaps, :class:`Reserved` windows, beyond the map) answer SLVERR: a write there
   changes nothing, a read returns 0. Writes to read-only registers or bits are ignored with OKAY.
 * WSTRB is honoured per byte: a field bit is written only if the strobe of its byte is set.
@@ -478,19 +481,25 @@ class RegisterFile(wiring.Component):
         m.d.comb += bit_en.eq(Cat(w_strb[i].replicate(8) for i in range(WIDTH // 8)))
 
         # --- read channel ------------------------------------------------------------------------
+        # AR is taken into ``r_addr`` (``r_busy``); the next cycle samples the addressed register
+        # into ``r_data`` (``read``) and raises RVALID.
         r_valid = Signal()
+        r_busy = Signal()
+        r_addr = Signal.like(bus.araddr)
         r_data = Signal(WIDTH)
         r_resp = Signal(2)
         read = Signal()
         m.d.comb += [
-            bus.arready.eq(~r_valid),
+            bus.arready.eq(~r_valid & ~r_busy),
             bus.rvalid.eq(r_valid),
             bus.rdata.eq(r_data),
             bus.rresp.eq(r_resp),
-            read.eq(bus.arvalid & ~r_valid),
+            read.eq(r_busy),
         ]
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += [r_busy.eq(1), r_addr.eq(bus.araddr)]
         with m.If(read):
-            m.d.sync += r_valid.eq(1)
+            m.d.sync += [r_busy.eq(0), r_valid.eq(1)]
         with m.Elif(r_valid & bus.rready):
             m.d.sync += r_valid.eq(0)
 
@@ -507,7 +516,7 @@ class RegisterFile(wiring.Component):
             index = register.offset >> 2
             w_sel = Signal(name=f"w_sel_{register.port_name}")
             r_sel = Signal(name=f"r_sel_{register.port_name}")
-            m.d.comb += [w_sel.eq(word(aw_addr) == index), r_sel.eq(word(bus.araddr) == index)]
+            m.d.comb += [w_sel.eq(word(aw_addr) == index), r_sel.eq(word(r_addr) == index)]
             w_hits.append(w_sel)
             r_hits.append(r_sel)
             value = self._register_logic(m, register, write & w_sel, w_data, bit_en)

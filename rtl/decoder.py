@@ -5,20 +5,21 @@ one is the error): ILLEGAL_OPCODE, ILLEGAL_TOKEN, ZERO_LENGTH, ROW_TOO_LONG, SPA
 BAD_CLAMP. Range checks use the full width of the sums, so nothing wraps.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import C, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import Buffer
 from .isa import Engine, Instruction, Opcode, ProgramError
 
-__all__ = ["Decoder"]
+__all__ = ["Decoder", "CHECKS", "first_error"]
 
 
 class Decoder(wiring.Component):
     """Checks one instruction word against an accelerator configuration.
 
-    Ports: ``word`` (Instruction) in; ``error`` (ProgramError, 0 = legal), ``engine`` (Engine of
+    Ports: ``word`` (Instruction) in; ``error`` (ProgramError, 0 = legal), ``faults`` (one bit
+    per check of :data:`CHECKS`: ``error`` is :func:`first_error` of them), ``engine`` (Engine of
     LOAD/MATMUL/STORE/CONFIG), ``fence``, ``halt`` out.
     """
     def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
@@ -27,6 +28,7 @@ class Decoder(wiring.Component):
         super().__init__({
             "word":   In(Instruction()),
             "error":  Out(4),
+            "faults": Out(len(CHECKS)),
             "engine": Out(2),
             "fence":  Out(1),
             "halt":   Out(1),
@@ -52,7 +54,7 @@ class Decoder(wiring.Component):
                 m.d.comb += [
                     legal.eq(1), own.eq(1 << Engine.LOAD), self.engine.eq(Engine.LOAD),
                     zero.eq((ld.rows == 0) | (ld.row_bytes == 0)),
-                    too_long.eq(ld.row_bytes > lanes * (1 + 3 * to_acc)),
+                    too_long.eq(ld.row_bytes > Mux(to_acc, 4 * lanes, lanes)),
                     spad_range.eq(~to_acc & (ld.sram_row + ld.rows > spad)),
                     acc_range.eq(to_acc & (ld.sram_row + ld.rows > acc)),
                 ]
@@ -69,7 +71,7 @@ class Decoder(wiring.Component):
                 m.d.comb += [
                     legal.eq(1), own.eq(1 << Engine.STORE), self.engine.eq(Engine.STORE),
                     zero.eq((st.rows == 0) | (st.row_bytes == 0)),
-                    too_long.eq(st.row_bytes > lanes * (4 - 3 * st.requant)),
+                    too_long.eq(st.row_bytes > Mux(st.requant, lanes, 4 * lanes)),
                     acc_range.eq(st.acc_row + st.rows > acc),
                 ]
             with m.Case(Opcode.CONFIG):
@@ -85,18 +87,21 @@ class Decoder(wiring.Component):
                 m.d.comb += [legal.eq(1), own.eq(0b111), self.halt.eq(1)]
 
         tokens = w.header.pop | w.header.push
-        with m.If(~legal):
-            m.d.comb += self.error.eq(ProgramError.ILLEGAL_OPCODE)
-        with m.Elif((tokens & own).any()):
-            m.d.comb += self.error.eq(ProgramError.ILLEGAL_TOKEN)
-        with m.Elif(zero):
-            m.d.comb += self.error.eq(ProgramError.ZERO_LENGTH)
-        with m.Elif(too_long):
-            m.d.comb += self.error.eq(ProgramError.ROW_TOO_LONG)
-        with m.Elif(spad_range):
-            m.d.comb += self.error.eq(ProgramError.SPAD_RANGE)
-        with m.Elif(acc_range):
-            m.d.comb += self.error.eq(ProgramError.ACC_RANGE)
-        with m.Elif(bad_clamp):
-            m.d.comb += self.error.eq(ProgramError.BAD_CLAMP)
+        m.d.comb += self.faults.eq(Cat(~legal, (tokens & own).any(), zero, too_long, spad_range,
+                                       acc_range, bad_clamp))
+        m.d.comb += self.error.eq(first_error(self.faults))
         return m
+
+
+#: The decoder's checks, in the order of their priority: bit i of ``faults`` is check i.
+CHECKS = (ProgramError.ILLEGAL_OPCODE, ProgramError.ILLEGAL_TOKEN, ProgramError.ZERO_LENGTH,
+          ProgramError.ROW_TOO_LONG, ProgramError.SPAD_RANGE, ProgramError.ACC_RANGE,
+          ProgramError.BAD_CLAMP)
+
+
+def first_error(faults):
+    """The ProgramError of the first failing check in ``faults`` (NONE if none fails)."""
+    code = C(ProgramError.NONE, 4)
+    for bit, error in reversed(list(enumerate(CHECKS))):
+        code = Mux(faults[bit], error, code)
+    return code

@@ -10,8 +10,9 @@
                                      │           engine idle
                                      └─ HALT ──► ``halted``: dispatch nothing more
 
-``[head]`` is a register: the decoder's verdict on an instruction is taken one cycle before the
-instruction is dispatched, so the range checks' adders are not in front of the queues.
+``[head]`` is a register: the decoder's checks on an instruction are taken one cycle before the
+instruction is dispatched (each check a bit; the first failing one is the error), so the range
+checks' adders are not in front of the queues.
 
 Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
 number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
@@ -23,7 +24,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import Decoder
+from .decoder import Decoder, first_error
 from .engine import INDEX, QueueEntry
 from .isa import Engine, ProgramError
 
@@ -68,7 +69,9 @@ class Dispatcher(wiring.Component):
         # decoder's verdict, into the ``head`` register; dispatch works from that register only.
         head = Signal(QueueEntry())
         head_valid = Signal()
+        head_faults = Signal.like(dec.faults)
         head_error = Signal(4)
+        m.d.comb += head_error.eq(first_error(head_faults))
         head_engine = Signal(2)
         head_fence = Signal()
         head_halt = Signal()
@@ -82,7 +85,7 @@ class Dispatcher(wiring.Component):
         with m.Elif(self.insn.ready):
             m.d.sync += head_valid.eq(self.insn.valid)
             with m.If(self.insn.valid):
-                m.d.sync += [head.eq(self.insn.payload), head_error.eq(dec.error),
+                m.d.sync += [head.eq(self.insn.payload), head_faults.eq(dec.faults),
                              head_engine.eq(dec.engine), head_fence.eq(dec.fence),
                              head_halt.eq(dec.halt)]
 
@@ -115,7 +118,7 @@ class Dispatcher(wiring.Component):
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
             with m.If(head_valid):
-                with m.If(head_error != ProgramError.NONE):
+                with m.If(head_faults.any()):
                     m.d.comb += [self.error.eq(head_error), self.error_en.eq(1)]
                 with m.Elif(head_halt):
                     m.d.comb += take.eq(1)

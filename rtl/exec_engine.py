@@ -46,19 +46,21 @@ def _job_fifo(m, name, layout):
 
 
 class _RowReader:
-    """Reads scratchpad rows ``base + i`` (i < count) into a valid/ready stream, one per cycle.
+    """Reads scratchpad rows ``base + i`` (i <= final_index) into a valid/ready stream, one per
+    cycle.
 
     The read port's data register holds while ``en`` is low, so it is the stream's payload
-    register: ``valid`` says it holds a row not yet taken.
+    register: ``valid`` says it holds a row not yet taken. The job carries the index of its last
+    row (rows - 1, computed when the job is issued), so finding the job's end is one comparison.
     """
-    def __init__(self, m, name, port, job_valid, base, count, out_ready):
+    def __init__(self, m, name, port, job_valid, base, final_index, out_ready):
         self.index = Signal(ROW, name=f"{name}_index")
         self.valid = Signal(name=f"{name}_valid")
         self.last = Signal(name=f"{name}_last")
         self.done_job = Signal(name=f"{name}_done_job")   # the job's last row is read this cycle
         advance = ~self.valid | out_ready
         issue = Signal(name=f"{name}_issue")
-        final = self.index == count - 1
+        final = self.index == final_index
         m.d.comb += [
             issue.eq(advance & job_valid),
             port.addr.eq(base + self.index),
@@ -103,8 +105,9 @@ class ExecEngine(wiring.Component):
         q = attach_queue(m, self)
 
         wgt_fifo, wgt_job = _job_fifo(m, "wgt_jobs", data.StructLayout({"row": ROW}))
-        act_fifo, act_job = _job_fifo(m, "act_jobs", data.StructLayout({"row": ROW, "rows": ROW}))
-        res_layout = data.StructLayout({"row": ROW, "rows": ROW, "accumulate": 1, "push": 3,
+        # Jobs carry the index of their last row (``final``: rows - 1).
+        act_fifo, act_job = _job_fifo(m, "act_jobs", data.StructLayout({"row": ROW, "final": ROW}))
+        res_layout = data.StructLayout({"row": ROW, "final": ROW, "accumulate": 1, "push": 3,
                                         "index": INDEX})
         res_fifo, res_job = _job_fifo(m, "res_jobs", res_layout)
 
@@ -124,12 +127,12 @@ class ExecEngine(wiring.Component):
             wgt_fifo.w_en.eq(issue),
             wgt_fifo.w_data.eq(mm.wgt_row),
             act_fifo.w_en.eq(issue),
-            act_fifo.w_data.eq(Cat(mm.act_row, mm.rows)),
+            act_fifo.w_data.eq(Cat(mm.act_row, (mm.rows - 1)[:ROW.width])),
             res_fifo.w_en.eq(issue),
         ]
         res_in = Signal(res_layout)
         m.d.comb += [
-            res_in.row.eq(mm.acc_row), res_in.rows.eq(mm.rows),
+            res_in.row.eq(mm.acc_row), res_in.final.eq(mm.rows - 1),
             res_in.accumulate.eq(mm.accumulate), res_in.push.eq(q.head.word.header.push),
             res_in.index.eq(q.head.index),
             res_fifo.w_data.eq(res_in.as_value()),
@@ -137,7 +140,7 @@ class ExecEngine(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + issue - retire)
 
         # --- weights: R rows of the scratchpad, first `cols` lanes --------------------------------
-        wgt = _RowReader(m, "wgt", self.wgt_read, wgt_fifo.r_rdy, wgt_job.row, self.rows,
+        wgt = _RowReader(m, "wgt", self.wgt_read, wgt_fifo.r_rdy, wgt_job.row, self.rows - 1,
                          core.weights.ready)
         m.d.comb += [
             wgt_fifo.r_en.eq(wgt.done_job),
@@ -146,7 +149,7 @@ class ExecEngine(wiring.Component):
         ]
 
         # --- activations: `rows` rows, first R lanes, `last` on the job's last row --------------
-        act = _RowReader(m, "act", self.act_read, act_fifo.r_rdy, act_job.row, act_job.rows,
+        act = _RowReader(m, "act", self.act_read, act_fifo.r_rdy, act_job.row, act_job.final,
                          core.activations.ready)
         m.d.comb += [
             act_fifo.r_en.eq(act.done_job),
@@ -159,7 +162,7 @@ class ExecEngine(wiring.Component):
 
         # --- results into the accumulator -------------------------------------------------------
         out_index = Signal(ROW)
-        final = out_index == res_job.rows - 1
+        final = out_index == res_job.final
         write = Signal()
         m.d.comb += [
             core.results.ready.eq(self.acc_write_ready),

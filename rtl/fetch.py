@@ -74,6 +74,7 @@ class FetchUnit(wiring.Component):
         chunk = Signal(range(self.chunk + 1))   # min(remaining, chunk): the next descriptor
         credits = Signal(range(FIFO_DEPTH + 1)) # FIFO entries neither filled nor requested
         popped = Signal()           # the dispatcher took an entry in the previous cycle
+        taken = Signal.like(chunk)  # instructions requested in the previous cycle
         push_index = Signal(32)     # index of the next instruction to enter the FIFO
         part = Signal(range(self.rows_per_insn))
         word = Signal(INSTRUCTION_BITS)
@@ -105,7 +106,7 @@ class FetchUnit(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [dram_addr.eq(self.program_addr), *set_remaining(self.program_len),
-                         push_index.eq(0), credits.eq(FIFO_DEPTH), popped.eq(0), part.eq(0),
+                         push_index.eq(0), credits.eq(FIFO_DEPTH), popped.eq(0), taken.eq(0), part.eq(0),
                          self.fault.eq(0), running.eq(1), waiting.eq(0)]
         with m.Else():
             with m.If(issued):
@@ -113,8 +114,11 @@ class FetchUnit(wiring.Component):
                              *set_remaining(remaining - chunk), waiting.eq(1)]
             # A FIFO entry read by the dispatcher is a credit again one cycle later (the
             # dispatcher's decision is not on the path to ``credits``).
+            # The credits of an issued descriptor are taken a cycle later too: no descriptor can
+            # issue in that cycle (``waiting`` is set).
             m.d.sync += [popped.eq(self.insn.valid & self.insn.ready),
-                         credits.eq(credits - Mux(issued, chunk, 0) + popped)]
+                         taken.eq(Mux(issued, chunk, 0)),
+                         credits.eq(credits - taken + popped)]
             with m.If(self.dma_done & waiting):
                 m.d.sync += waiting.eq(0)
                 with m.If(self.dma_error != DmaError.NONE):

@@ -15,7 +15,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from tessera.fpga.axi_ram import AxiRam
+from tessera.fpga.axi_ram import DIRECT_READ_LATENCY, AxiRam
 from tessera.rtl.axi import Burst, Resp
 
 SIZE = 1024
@@ -156,6 +156,7 @@ def test_concurrent_traffic_matches_model(seed):
                 ctx.set(direct.read, 1)
                 await ctx.tick()
                 ctx.set(direct.read, 0)
+                await ctx.tick().repeat(DIRECT_READ_LATENCY - 1)
                 assert ctx.get(direct.rdata) == _word(model, word), f"direct read of {word}"
             for _ in range(rng.randrange(3)):
                 await ctx.tick()

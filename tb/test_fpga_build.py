@@ -103,6 +103,20 @@ def test_board_default_requantizer_uses_the_spare_dsps():
     assert ulx3s.accelerator_config(12, 12, requant_units=2).requant_units == 2
 
 
+def test_dsp_budget_of_the_control_and_the_requantizer():
+    """The DSP budget above holds in Yosys (ECP5): the decoder's checks use no MULT18X18D (a
+    constant times a flag once became one, and the 12 x 12 ULX3S build had 157 of 156), and a
+    requantizer unit uses REQUANT_UNIT_DSPS."""
+    from tessera.fpga.synth import synth_stats
+    from tessera.rtl.decoder import Decoder
+    from tessera.rtl.requant import Requantizer
+    decoder = synth_stats(Decoder(rows=12, cols=12, lanes=12, scratchpad_depth=4096,
+                                  accumulator_depth=512), name="decoder")
+    assert decoder["dsp"] == 0, decoder["cells"]
+    requant = synth_stats(Requantizer(lanes=12, units=3), name="requantizer")
+    assert requant["dsp"] == 3 * REQUANT_UNIT_DSPS, requant["cells"]
+
+
 def test_overfull_cells_are_named(tmp_path):
     """The "does not fit" message lists exactly the cell types nextpnr shows above 100 %."""
     from tessera.fpga.build import _overfull
