@@ -122,14 +122,17 @@ def _used(utilization, kinds):
 
 
 def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
-          out_dir="build/fpga", requant_units=None):
+          out_dir="build/fpga", requant_units=None, synth_only=False):
     """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
     and return its report (see the module docstring).
 
     ``rows``/``cols`` override the board's default array, ``requant_units`` the requantizer's
     multiplier units (default: what the board's DSPs leave, ``Board.accelerator_config``);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
-    only).
+    only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "netlist", "lut",
+    "ff", "dsp", "bram", "seconds"}`` (also written as ``tessera_<board>-synth-report.json``):
+    the netlist is what ``scripts/timing_paths.py`` reads, in a minute or two instead of a
+    place and route.
     """
     spec = get_board(board)
     config = spec.accelerator_config(rows, cols, requant_units)
@@ -156,8 +159,24 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     for stale in (nextpnr_report, yosys_stats, report_path.name, f"{name}.json", f"{name}.tim",
                   f"{name}.rpt", f"{name}.config", f"{name}.asc", f"{name}.bit", f"{name}.bin"):
         (directory / stale).unlink(missing_ok=True)
+    env = _tool_environment(family)
+    if synth_only:
+        proc = subprocess.run(["nice", "-n", "10", env["YOSYS"], "-q", "-l", f"{name}.rpt",
+                               f"{name}.ys"], cwd=directory, env=env, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"Yosys failed (exit {proc.returncode}) in {directory}; end of "
+                             f"{name}.rpt:\n{_tail(directory / f'{name}.rpt')}\n"
+                             f"{proc.stderr[-1000:]}")
+        cells = _yosys_cells(directory / yosys_stats, name, family)
+        report = {"board": spec.name, "config": config.as_dict(),
+                  "netlist": str(directory / f"{name}.json"),
+                  **{key: cells[key] for key in ("lut", "ff", "dsp", "bram")},
+                  "seconds": round(time.monotonic() - start, 1)}
+        (directory / f"{name}-synth-report.json").write_text(json.dumps(report, indent=2) + "\n")
+        return report
     proc = subprocess.run(["nice", "-n", "10", "sh", f"{plan.script}.sh"], cwd=directory,
-                          env=_tool_environment(family), capture_output=True, text=True)
+                          env=env, capture_output=True, text=True)
     seconds = round(time.monotonic() - start, 1)
     if proc.returncode != 0:
         log = directory / f"{name}.tim"
@@ -222,6 +241,8 @@ def add_build_parser(subparsers):
     p.add_argument("--allow-timing-failure", action="store_true",
                    help="keep going (exit 0) when Fmax is below the clock")
     p.add_argument("--out-dir", default="build/fpga", help="build directory (default build/fpga)")
+    p.add_argument("--synth-only", action="store_true",
+                   help="stop after Yosys (netlist for scripts/timing_paths.py, cell counts)")
     p.set_defaults(func=cmd_build)
     return p
 
@@ -232,7 +253,7 @@ def cmd_build(args):
     try:
         report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
                        allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir,
-                       requant_units=args.requant_units)
+                       requant_units=args.requant_units, synth_only=args.synth_only)
     except (TimingError, BuildError) as exc:
         print(f"tessera build: {exc}", file=sys.stderr)
         return 1

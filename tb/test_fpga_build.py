@@ -80,7 +80,7 @@ def test_build_command_line(monkeypatch, capsys):
     monkeypatch.setattr("tessera.fpga.build.build", fake_build)
     assert args.func(args) == 1
     assert seen == dict(board="ulx3s", rows=4, cols=6, freq=50.0, allow_timing_failure=True,
-                        out_dir="x", requant_units=2)
+                        out_dir="x", requant_units=2, synth_only=False)
     assert "not enough cells" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "de10"])
