@@ -55,7 +55,9 @@ Control state machine (``Dma``)::
                                                         beats sent, all B responses received,
                                                         no row request open ──► IDLE
 
-CHECK computes the verdict into a register and START acts on it.
+CHECK registers each check of the descriptor (a flag per check and buffer), START combines the
+flags and acts on them. The burst generator starts preparing the first rows in CHECK; it gets no
+credit outside LOAD and STORE, so a rejected descriptor issues nothing.
 
 ``busy`` is high outside IDLE; ``done`` pulses in the first IDLE cycle, so the next descriptor can
 be accepted in the same cycle.
@@ -63,34 +65,46 @@ be accepted in the same cycle.
 Bursts (``BurstGenerator``): for each row, the bus words from ``addr & ~(B-1)`` to the word holding
 the row's last byte (``B`` = bytes per beat) are cut into INCR bursts of at most ``max_burst`` beats
 that end at a 4 KiB boundary; AxSIZE is always the full bus width, so every beat is one aligned bus
-word. A burst occupies the AR (or AW) register until its handshake; a new one is generated only
-when the tracking FIFO has room, which bounds outstanding reads to ``max_outstanding_reads`` and
+word. A burst waits in the AR (or AW) output register until its handshake; the register has a
+spare entry (a skid buffer), so generating a burst never waits for AxREADY. A new burst is
+generated only while its tracking FIFO holds fewer than ``max_outstanding_reads`` entries or one
+completes in that cycle, which bounds outstanding reads to ``max_outstanding_reads`` and
 outstanding writes (AW issued, B not yet received) to the same number. The generator produces one
-burst per cycle, so short rows cost one burst each but no idle cycles.
+burst per cycle, so short rows cost one burst each but no idle cycles: the current row's state
+(next word, words left, words to the page end, their difference, and whether the next burst is
+the row's last, ends at the page end or is ``max_burst`` long) lives in registers and changes per
+burst by constants or register moves only; the next row's state is prepared one row ahead from its
+address (``dram_addr + i * dram_stride``).
 
 LOAD (``ReadRealigner``): a beat ``k`` of a row whose first byte sits at lane ``o`` of its first
 word is rotated right by ``o`` bytes; lanes ``l < B - o`` of the rotated beat are bytes ``k*B + l``
 of the row and the others are bytes ``(k-1)*B + l``, so each beat writes two fixed slots of an
 assembly register (no variable shifter of row width). After the row's last beat the row, masked to
 zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY falls only when
-a row is complete and the previous one has not been taken yet.
+a row is complete and the previous one has not been taken yet. Which beat is a row's last is kept
+in registers (``_RowTracker``: the lanes of the current and the next row's first and last byte, a
+down-counter of the row's beats), so RREADY is one LUT level from registers.
 
 STORE (``WritePacker``): a buffer row is loaded into a shift register; each W beat is the window
 of the previous and the current ``B``-byte slot rotated by ``o``, the row then shifts by one slot.
 WSTRB masks the lanes before the row's first byte (first beat) and after its last byte (last beat).
 The next row is loaded in the same cycle as the previous row's last beat leaves, so rows follow
-without bubbles. W beats may precede their AW handshake (the burst length is queued when AWVALID
-rises), as AXI requires. Buffer rows are requested in order, up to ``ROW_PREFETCH`` rows ahead of the
-WritePacker, independently of the AW side (so the buffer's read latency overlaps the bursts).
+without bubbles. W beats may precede their AW handshake (the burst length is queued when the burst
+is generated), as AXI requires. The first beat of a burst takes the burst's length from the head of
+its FIFO (and pops it), the other beats are counted in registers; W beats leave through an output
+register with a spare entry, so no logic waits for WREADY. Buffer rows are requested in order, up
+to ``ROW_PREFETCH`` rows ahead of the WritePacker, independently of the AW side (so the buffer's
+read latency overlaps the bursts).
 
 Errors: SLVERR or DECERR on any R beat or B response latches the first error code (READ_/WRITE_
 SLVERR/DECERR) and the address of the burst that got it (from the read_addrs / write_addrs FIFO),
-and stops the burst generator. A burst waiting in AR/AW still completes its handshake (AXI forbids
-withdrawing a valid). Reads: all outstanding bursts are drained with RREADY high and their data is
-discarded; rows completed before the failing beat have been written to the buffer, the failing row
-and later rows are not. Writes: W beats of every burst already issued are sent (with their data
-and strobes), all B responses are collected, and buffer rows requested but no longer needed are
-read and dropped. Then ``done`` pulses and the DMA is idle; the next descriptor starts clean.
+and stops the burst generator. A burst already generated (waiting in AR/AW or in its spare entry)
+still completes its handshake (AXI forbids withdrawing a valid). Reads: all outstanding bursts are
+drained with RREADY high and their data is discarded; rows completed before the failing beat have
+been written to the buffer, the failing row and later rows are not. Writes: W beats of every burst
+already issued are sent (with their data and strobes), all B responses are collected, and buffer
+rows requested but no longer needed are read and dropped. Then ``done`` pulses and the DMA is
+idle; the next descriptor starts clean.
 
 Reset: everything is in the ``sync`` domain; after reset every VALID and READY the DMA drives is
 low and the DMA is idle. Transactions the memory still holds (an accepted AR with beats to come, an
@@ -99,14 +113,24 @@ reset together with the DMA (the testbench connects the AXI memory model to the 
 soft reset must only be applied while the DMA is idle. Buffer read requests in flight are likewise
 forgotten: the buffers' read pipelines share the reset.
 
-Timing: descriptor accepted in cycle t, checked in t+1, started in t+2, first burst generated in
-t+3 (AxVALID from t+4). With a memory that answers every cycle, LOAD and STORE move one bus word per cycle after
-the start-up latency: measured with cocotbext-axi's memory model, 4096 beats take 4102 cycles
-(LOAD) and 4106 cycles (STORE) from descriptor to ``done`` on every bus width (tb/dma_tb.py,
-``throughput``).
+Timing: descriptor accepted in cycle t, checked in t+1 (the burst generator starts preparing the
+first rows), started in t+2 (a rejected descriptor pulses ``done`` in t+3), first burst generated
+in t+4 (AxVALID from t+5). With a memory that answers every cycle, LOAD and STORE move one bus word
+per cycle after the start-up latency: measured with cocotbext-axi's memory model, 4096 beats of
+aligned rows take 4104 cycles (LOAD) and 4107 cycles (STORE) from descriptor to ``done`` on the 32-
+and 128-bit buses, 2048 beats 2056 and 2059 cycles on the 64-bit bus (tb/dma_tb.py,
+``throughput`` with ``TESSERA_DMA_FULL=1``).
+
+Paths: every register-to-register path is meant to stay within about four LUT levels plus one
+short adder (125 MHz on an ECP5 -6; ``scripts/timing_paths.py`` estimates them). The descriptor
+checks are registered in CHECK; the burst generator keeps the current and the next row's state in
+registers; which beat ends a row is kept in registers (``_RowTracker``); AxREADY and WREADY only
+move output registers that have a spare entry; RREADY is one LUT level from registers; the credit
+of a burst completing in the current cycle reaches the generator through two LUT levels from the R
+or B inputs.
 """
 
-from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -120,6 +144,7 @@ __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "Writ
            "BurstGenerator", "ReadRealigner", "WritePacker"]
 
 BYTE = unsigned(8)
+PAGE = 4096
 
 
 class _State(enum.Enum, shape=3):
@@ -163,47 +188,143 @@ class WriteBeat(data.StructLayout):
                           "last": unsigned(1), "row_last": unsigned(1)})
 
 
+class _BurstBeats(data.StructLayout):
+    """The beats of a burst as the WritePacker counts them: one (``single``), two (``pair``) or
+    ``rest + 2``."""
+    def __init__(self):
+        super().__init__({"rest": unsigned(8), "single": unsigned(1), "pair": unsigned(1)})
+
+
 def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _row_beats(offset, row_bytes, beat_bytes):
-    """Bus words covered by ``row_bytes`` bytes starting at lane ``offset`` of the first word."""
-    return (offset + row_bytes + (beat_bytes - 1)) >> exact_log2(beat_bytes)
+def _sum_exceeds(a, b, limit):
+    """``a + b > limit`` for unsigned ``a``, ``b`` and a constant ``limit`` with a single carry
+    chain: the sign of ``a + b + (-limit - 1)``, the three operands first reduced to two by a
+    carry-save step (one LUT level)."""
+    width = max(len(a), len(b), (limit + 1).bit_length()) + 2
+    k = C((1 << width) - limit - 1, width)
+    total = (a ^ b ^ k) + (((a & b) | (a & k) | (b & k)) << 1)
+    return ~total[width - 1]
 
 
-def _below(m, n, count, beat_bytes, name):
-    """A bit mask of ``count`` bytes that keeps bytes ``p < n``, built per slot of ``beat_bytes``
-    bytes: full slots, the one partial slot, empty slots (a few small comparators)."""
-    shift = exact_log2(beat_bytes)
-    width = 8 * beat_bytes
-    mask = Signal(8 * count, name=name)
-    full_slots = n >> shift
-    partial = Signal(width, name=f"{name}_partial")
-    m.d.comb += partial.eq((C(1, width + 1) << Cat(C(0, 3), n[:shift])) - 1)
-    slots = _ceil_div(count, beat_bytes)
-    m.d.comb += mask.eq(Cat(
-        Mux(full_slots > slot, C((1 << width) - 1, width), Mux(full_slots == slot, partial, 0))
-        for slot in range(slots)))
-    return mask
+def _output_register(m, out, push, payload, name):
+    """Drive the stream ``out`` from a register with one spare entry behind it (a skid buffer).
+
+    ``payload`` is pushed when ``push`` is high, which is allowed only while the returned
+    ``spare_valid`` (a register) is low. ``out.ready`` therefore only moves the two registers: no
+    logic on the pushing side waits for it, and a stream that is always ready still takes one
+    entry per cycle. ``out.valid`` stays high until the handshake (a valid is never withdrawn)."""
+    spare_valid = Signal(name=f"{name}_spare_valid")
+    spare = Signal(out.payload.shape(), name=f"{name}_spare")
+    with m.If(~spare_valid):
+        m.d.sync += spare.eq(payload)
+    with m.If(~out.valid | out.ready):
+        m.d.sync += [
+            out.valid.eq(spare_valid | push),
+            out.payload.eq(Mux(spare_valid, spare, payload)),
+            spare_valid.eq(0),
+        ]
+    with m.Elif(push):
+        m.d.sync += spare_valid.eq(1)
+    return spare_valid
+
+
+class _RowTracker:
+    """Where each row of a transfer starts and ends within its bus words, and which beat of the
+    current row is its last, all in registers (for ReadRealigner and WritePacker).
+
+    A row whose first byte sits at lane ``o`` of its first word has its last byte at lane
+    ``e = (o + row_bytes - 1) mod B`` of word ``(row_bytes - 1) // B + c`` of the row, where ``c``
+    is the carry of ``o + (row_bytes - 1) mod B`` (``c`` is high exactly when ``e < o``). The
+    tracker keeps ``o`` and ``e`` of the current and of the next row (the next row starts
+    ``stride`` lanes further), so the beat count of the next row is one comparison and a choice
+    between two constants away when the current row ends.
+
+    ``start`` samples ``offset``; ``row_bytes`` must be stable from the cycle before ``start`` and,
+    like ``stride``, stay constant while running. ``step``: the current beat is done.
+    """
+    def __init__(self, m, *, start, step, offset, stride, row_bytes, beat_bytes, max_beats, name):
+        shift = exact_log2(beat_bytes)
+        # Constants of the descriptor (registered: valid one cycle after row_bytes).
+        end_delta = Signal(shift, name=f"{name}_end_delta")     # (row_bytes - 1) mod B
+        words = Signal(range(max_beats + 1), name=f"{name}_words")  # (row_bytes - 1) // B
+        words_1 = Signal(range(max_beats + 1), name=f"{name}_words_1")  # ... + 1
+        single = Signal(name=f"{name}_single")     # words == 0
+        m.d.sync += [
+            end_delta.eq((row_bytes - 1)[:shift]),
+            words.eq((row_bytes - 1) >> shift),
+            words_1.eq((row_bytes + beat_bytes - 1) >> shift),
+            single.eq(row_bytes <= beat_bytes),
+        ]
+
+        self.offset = Signal(shift, name=f"{name}_offset")      # lane of the row's first byte
+        self.end_lane = Signal(shift, name=f"{name}_end_lane")  # lane of the row's last byte
+        next_offset = Signal(shift, name=f"{name}_next_offset")
+        next_end = Signal(shift, name=f"{name}_next_end")
+        self.first = Signal(name=f"{name}_first")   # the current beat is the row's first
+        self.last = Signal(name=f"{name}_last")     # the current beat is the row's last
+        remaining = Signal(range(max_beats + 1), name=f"{name}_remaining")  # beats after this
+
+        carry = Signal(name=f"{name}_carry0")
+        next_carry = Signal(name=f"{name}_next_carry")
+        m.d.comb += [
+            carry.eq((offset + end_delta)[shift]),
+            next_carry.eq(next_end < next_offset),
+        ]
+        with m.If(start):
+            m.d.sync += [
+                self.offset.eq(offset),
+                self.end_lane.eq(offset + end_delta),
+                next_offset.eq(offset + stride),
+                next_end.eq(offset + end_delta + stride),
+                remaining.eq(Mux(carry, words_1, words)),
+                self.last.eq(single & ~carry),
+                self.first.eq(1),
+            ]
+        with m.Elif(step):
+            with m.If(self.last):
+                m.d.sync += [
+                    self.offset.eq(next_offset),
+                    self.end_lane.eq(next_end),
+                    next_offset.eq(next_offset + stride),
+                    next_end.eq(next_end + stride),
+                    remaining.eq(Mux(next_carry, words_1, words)),
+                    self.last.eq(single & ~next_carry),
+                    self.first.eq(1),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    remaining.eq(remaining - 1),
+                    self.last.eq(remaining == 1),
+                    self.first.eq(0),
+                ]
 
 
 class BurstGenerator(wiring.Component):
     """Cuts the rows of a descriptor into AXI bursts, one per cycle.
 
     ``start`` samples ``dram_addr`` and ``rows``; ``dram_stride`` and ``row_bytes`` are read while
-    running and must stay constant. A burst is generated (``issue``, payload ``issue_payload``) when
-    ``credit`` is high, ``stop`` is low and the ``burst`` register is free or being taken; it then
-    stays in ``burst`` (valid = AxVALID) until ``burst.ready`` (AxREADY). ``finished`` is high when
-    no burst is pending or left (all rows cut, or ``stop``).
+    running and must stay constant from ``start`` on. The first burst can be generated three
+    cycles after ``start`` (two cycles prepare the first rows). A burst is generated (``issue``,
+    payload ``issue_payload``) when ``credit`` is high, ``stop`` is low and the output register has
+    room; it then waits in ``burst`` (valid = AxVALID) until ``burst.ready`` (AxREADY). The output
+    register has a spare entry, so ``issue`` does not depend on ``burst.ready``. ``issue_beats``
+    is the burst's length as the WritePacker counts it. ``finished`` is high when no burst is
+    pending or left (all rows cut, or ``stop``).
+
+    ``max_row_bytes`` bounds ``row_bytes`` (counters are sized for it).
     """
-    def __init__(self, *, data_width, max_burst):
+    def __init__(self, *, data_width, max_burst, max_row_bytes=65535):
         self.beat_bytes = data_width // 8
         self.max_burst = max_burst
+        self.max_row_bytes = max_row_bytes
         super().__init__({
             "start": In(1), "stop": In(1), "credit": In(1),
             "dram_addr": In(32), "dram_stride": In(32), "rows": In(16), "row_bytes": In(16),
             "issue": Out(1), "issue_payload": Out(BurstRequest()),
+            "issue_beats": Out(_BurstBeats()),
             "burst": Out(stream.Signature(BurstRequest())),
             "finished": Out(1),
         })
@@ -212,55 +333,145 @@ class BurstGenerator(wiring.Component):
         m = Module()
         beat_bytes, max_burst = self.beat_bytes, self.max_burst
         shift = exact_log2(beat_bytes)
-        page_beats = 4096 // beat_bytes
+        page_beats = PAGE // beat_bytes
+        low_bits = exact_log2(page_beats)          # word index bits within a page
+        max_beats = _ceil_div(self.max_row_bytes, beat_bytes) + 1
+        diff_shape = Shape.cast(range(-page_beats, max_beats + 1))
 
-        row_addr = Signal(32)               # byte address of the current row's first byte
-        rows_left = Signal(16)              # rows not completely cut yet
-        first = Signal()                    # the next burst is the first of its row
-        word = Signal(32 - shift)           # next word of the row (when not first)
-        left = Signal(17)                   # words of the row not yet in a burst (when not first)
-
-        cur_word = Signal(32 - shift)
-        cur_left = Signal(17)
-        m.d.comb += [
-            cur_word.eq(Mux(first, row_addr[shift:], word)),
-            cur_left.eq(Mux(first, _row_beats(row_addr[:shift], self.row_bytes, beat_bytes), left)),
+        # A row of n bytes starting at lane o covers words(o) = q1 + c bus words, where
+        # q1 = ceil(n / B) and c is the carry of o + (n - 1) mod B. Constants of the descriptor,
+        # registered (valid one cycle after start, when the first row is prepared):
+        n = self.row_bytes
+        end_delta = Signal(shift)                   # (n - 1) mod B
+        q1 = Signal(range(max_beats + 1))
+        q2 = Signal(range(max_beats + 1))           # q1 + 1
+        k0 = Signal(diff_shape)                     # q1 - 1 - page_beats
+        k1 = Signal(diff_shape)                     # q1 - page_beats
+        k2 = Signal(diff_shape)                     # q1 + 1 - page_beats
+        fits1 = Signal()                            # q1 <= max_burst
+        fits2 = Signal()                            # q1 + 1 <= max_burst
+        m.d.sync += [
+            end_delta.eq((n - 1)[:shift]),
+            q1.eq((n + beat_bytes - 1) >> shift),
+            q2.eq((n + 2 * beat_bytes - 1) >> shift),
+            k0.eq((n - 1 - PAGE) >> shift),
+            k1.eq((n + beat_bytes - 1 - PAGE) >> shift),
+            k2.eq((n + 2 * beat_bytes - 1 - PAGE) >> shift),
+            fits1.eq(n <= max_burst * beat_bytes),
+            fits2.eq(n <= (max_burst - 1) * beat_bytes),
         ]
 
-        to_page_end = Signal(range(page_beats + 1))
-        capped = Signal(range(max_burst + 1))
-        beats = Signal(range(max_burst + 1))
+        # The state of a row: its next word (page number and word within the page), the words
+        # left (`left`), the words to the end of the page (`page_left`), their difference, and
+        # what the next burst is: the row's last (left <= max_burst and left <= page_left) or
+        # cut at the page end (page_left <= max_burst) or max_burst long.
+        row_layout = data.StructLayout({
+            "word_low": low_bits, "page": 32 - 12, "left": range(max_beats + 1),
+            "page_left": range(page_beats + 1), "diff": diff_shape, "end": 1, "page_cut": 1,
+        })
+
+        # Rows are prepared in a pipeline that advances by one row when the current row's last
+        # burst is generated: `addr` (address of the row after `upcoming`) -> `upcoming` (state of
+        # the row after the current one) -> `cur`.
+        addr = Signal(32)
+        upcoming = Signal(row_layout)
+        fresh = Signal(row_layout)                  # state of the row at `addr`
+        wl = addr[shift:12]
+        carry = Signal()
+        sums = [Signal(diff_shape, name=f"page_sum{i}") for i in range(3)]
         m.d.comb += [
-            to_page_end.eq(page_beats - cur_word[:12 - shift]),
-            capped.eq(Mux(cur_left < max_burst, cur_left, max_burst)),
-            beats.eq(Mux(capped < to_page_end, capped, to_page_end)),
+            carry.eq((addr[:shift] + end_delta)[shift]),
+            sums[0].eq(wl + k0),
+            sums[1].eq(wl + k1),
+            sums[2].eq(wl + k2),
+            fresh.word_low.eq(wl),
+            fresh.page.eq(addr[12:]),
+            fresh.left.eq(Mux(carry, q2, q1)),
+            fresh.page_left.eq(page_beats - wl),
+            fresh.diff.eq(Mux(carry, sums[2], sums[1])),
+            # left <= page_left  <=>  diff <= 0  <=>  diff - 1 < 0
+            fresh.end.eq(Mux(carry, fits2 & sums[1][-1], fits1 & sums[0][-1])),
+            fresh.page_cut.eq(wl >= page_beats - max_burst),
         ]
 
+        cur = Signal(row_layout)
+        active = Signal()                           # `cur` is a row with bursts left
+        first = Signal()                            # the next burst is the first of its row
+        rows_left = Signal(16)                      # rows not completely cut, `cur` included
+        last_row = Signal()                         # rows_left == 1
+        any_rows = Signal()
+        fill = Signal(2)                            # start-up: [0] addr valid, [1] upcoming valid
+
+        len_of = [(cur.left - 1)[:8], (cur.page_left - 1)[:8], C(max_burst - 1, 8)]
+        spare_valid = Signal()
         m.d.comb += [
-            self.issue.eq((rows_left != 0) & ~self.stop & self.credit &
-                          (~self.burst.valid | self.burst.ready)),
-            self.issue_payload.addr.eq(Cat(C(0, shift), cur_word)),
-            self.issue_payload.len.eq(beats - 1),
+            self.issue.eq(active & ~self.stop & self.credit & ~spare_valid),
+            self.issue_payload.addr.eq(Cat(C(0, shift), cur.word_low, cur.page)),
+            self.issue_payload.len.eq(Mux(cur.end, len_of[0],
+                                          Mux(cur.page_cut, len_of[1], len_of[2]))),
             self.issue_payload.first.eq(first),
-            self.finished.eq(~self.burst.valid & ((rows_left == 0) | self.stop)),
         ]
+        # The same length for the WritePacker, also straight from registers.
+        def of_burst(row_end, page_end, other):
+            return Mux(cur.end, row_end, Mux(cur.page_cut, page_end, other))
+        m.d.comb += [
+            self.issue_beats.rest.eq(of_burst((cur.left - 2)[:8], (cur.page_left - 2)[:8],
+                                              C((max_burst - 2) % 256, 8))),
+            self.issue_beats.single.eq(of_burst(cur.left == 1, cur.page_left == 1,
+                                                int(max_burst == 1))),
+            self.issue_beats.pair.eq(of_burst(cur.left == 2, cur.page_left == 2,
+                                              int(max_burst == 2))),
+        ]
+        row_done = Signal()
+        m.d.comb += row_done.eq(self.issue & cur.end)
 
         with m.If(self.start):
-            m.d.sync += [row_addr.eq(self.dram_addr), rows_left.eq(self.rows), first.eq(1)]
-        with m.Elif(self.issue):
-            with m.If(cur_left == beats):       # last burst of the row
-                m.d.sync += [
-                    row_addr.eq(row_addr + self.dram_stride),
-                    rows_left.eq(rows_left - 1),
-                    first.eq(1),
-                ]
-            with m.Else():
-                m.d.sync += [word.eq(cur_word + beats), left.eq(cur_left - beats), first.eq(0)]
+            m.d.sync += [
+                addr.eq(self.dram_addr), fill.eq(0b01), active.eq(0),
+                rows_left.eq(self.rows), last_row.eq(self.rows == 1), any_rows.eq(self.rows != 0),
+            ]
+        with m.Else():
+            m.d.sync += fill.eq(fill << 1)
+            with m.If(fill.any() | row_done):
+                m.d.sync += [addr.eq(addr + self.dram_stride), upcoming.eq(fresh)]
+            with m.If(fill[1]):
+                m.d.sync += active.eq(any_rows)
+            with m.If(row_done):
+                m.d.sync += [rows_left.eq(rows_left - 1), last_row.eq(rows_left == 2)]
+                with m.If(last_row):
+                    m.d.sync += active.eq(0)
+            # `issue` (which waits for the credit) only enables the update of `cur`; what it
+            # becomes depends on registers only.
+            with m.If(fill[1] | self.issue):
+                with m.If(fill[1] | cur.end):
+                    m.d.sync += [cur.eq(upcoming), first.eq(1)]
+                with m.Elif(cur.page_cut):
+                    # The burst ends at the page end: the row goes on at the next page.
+                    m.d.sync += [
+                        cur.word_low.eq(0),
+                        cur.page.eq(cur.page + 1),
+                        cur.left.eq(cur.diff),
+                        cur.page_left.eq(page_beats),
+                        cur.diff.eq(cur.diff - page_beats),
+                        cur.end.eq(cur.diff <= max_burst),
+                        cur.page_cut.eq(int(page_beats <= max_burst)),
+                        first.eq(0),
+                    ]
+                with m.Else():
+                    # A burst of max_burst words inside the page.
+                    m.d.sync += [
+                        cur.word_low.eq(cur.word_low + max_burst),
+                        cur.left.eq(cur.left - max_burst),
+                        cur.page_left.eq(cur.page_left - max_burst),
+                        cur.end.eq((cur.left <= 2 * max_burst) & (cur.diff <= 0)),
+                        cur.page_cut.eq(cur.page_left <= 2 * max_burst),
+                        first.eq(0),
+                    ]
 
-        with m.If(self.issue):
-            m.d.sync += [self.burst.valid.eq(1), self.burst.payload.eq(self.issue_payload)]
-        with m.Elif(self.burst.ready):
-            m.d.sync += self.burst.valid.eq(0)
+        m.d.comb += spare_valid.eq(_output_register(m, self.burst, self.issue,
+                                                    self.issue_payload, "burst"))
+        m.d.comb += self.finished.eq(~fill.any() & ~self.burst.valid & ~spare_valid &
+                                     (~active | self.stop))
         return m
 
 
@@ -268,7 +479,8 @@ class ReadRealigner(wiring.Component):
     """Turns the R beats of a LOAD (only beats with an OKAY response) into complete buffer rows.
 
     ``start`` samples ``offset`` (the low address bits of ``dram_addr``); ``stride`` (low bits of
-    ``dram_stride``), ``row_bytes``, ``sram_row`` and ``buffer`` must stay constant while running.
+    ``dram_stride``), ``row_bytes``, ``sram_row`` and ``buffer`` must be stable from the cycle
+    before ``start`` and stay constant while running.
     """
     def __init__(self, *, data_width, lanes):
         self.data_width = data_width
@@ -287,53 +499,75 @@ class ReadRealigner(wiring.Component):
         width, beat_bytes = self.data_width, self.beat_bytes
         row_len = 4 * self.lanes
         slots = _ceil_div(row_len, beat_bytes) + 1       # a row may touch one word more
-        shift = exact_log2(beat_bytes)
 
-        offset = Signal(shift)              # lane of the current row's first byte
-        beat = Signal(range(slots + 1))     # beat index within the current row
-        index = Signal(16)                  # rows completed
-        last = Signal()
-        m.d.comb += last.eq(beat == _row_beats(offset, self.row_bytes, beat_bytes) - 1)
-
-        m.d.comb += self.beat.ready.eq(~(last & self.row.valid & ~self.row.ready))
         accept = Signal()
-        m.d.comb += accept.eq(self.beat.valid & self.beat.ready)
+        rows = _RowTracker(m, start=self.start, step=accept, offset=self.offset,
+                           stride=self.stride, row_bytes=self.row_bytes, beat_bytes=beat_bytes,
+                           max_beats=slots, name="row")
+        offset = rows.offset
+        slot = Signal(slots, init=1)        # one-hot: the beat index within the current row
+        next_row = Signal(16)               # buffer row of the row being assembled
+
+        m.d.comb += [
+            self.beat.ready.eq(~(rows.last & self.row.valid & ~self.row.ready)),
+            accept.eq(self.beat.valid & self.beat.ready),
+        ]
 
         # Rotate right by `offset` bytes: rotated lane l holds memory lane (l + offset) mod B.
-        # Lanes l < B - offset belong to slot `beat` of the row, the others to slot `beat - 1`.
-        # All of this is written as whole-vector operations (one per slot, not one per byte):
-        # the same logic, but it simulates much faster in event-driven simulators.
+        # Lanes l < B - offset of beat k belong to slot k of the row, the others to slot k - 1
+        # (k is one-hot in `slot`). All of this is written as whole-vector operations (one per
+        # slot, not one per byte): the same logic, but it simulates much faster in event-driven
+        # simulators.
         payload = self.beat.payload
         rotated = Signal(width)
-        this_slot = Signal(width)           # bit mask of the lanes that go to slot `beat`
+        this_slot = Signal(width)           # bit mask of the lanes that go to slot k
         m.d.comb += [
             rotated.eq(Cat(payload, payload).bit_select(Cat(C(0, 3), offset), width)),
-            this_slot.eq((C(1, width + 1) << Cat(C(0, 3), beat_bytes - offset)) - 1),
+            this_slot.eq(Cat((offset < beat_bytes - lane).replicate(8)
+                             for lane in range(beat_bytes))),
         ]
         write_mask = Signal(slots * width)
-        m.d.comb += write_mask.eq(Mux(accept, Cat(*[
-            Mux(beat == slot, this_slot, 0) | Mux(beat == slot + 1, ~this_slot, 0)
-            for slot in range(slots)]), 0))
+        m.d.comb += write_mask.eq(Cat(*[
+            Mux(slot[i], this_slot, 0) | (Mux(slot[i + 1], ~this_slot, 0) if i + 1 < slots else 0)
+            for i in range(slots)]))
         assembly = Signal(slots * width)
         updated = Signal(slots * width)
         m.d.comb += updated.eq((assembly & ~write_mask) |
                                (Cat(*[rotated] * slots) & write_mask))
-        m.d.sync += assembly.eq(updated)
+        with m.If(accept):
+            m.d.sync += assembly.eq(updated)
 
         with m.If(self.start):
-            m.d.sync += [offset.eq(self.offset), beat.eq(0), index.eq(0)]
+            m.d.sync += [slot.eq(1), next_row.eq(self.sram_row)]
         with m.Elif(accept):
-            with m.If(last):
-                m.d.sync += [beat.eq(0), offset.eq(offset + self.stride), index.eq(index + 1)]
+            with m.If(rows.last):
+                m.d.sync += [slot.eq(1), next_row.eq(next_row + 1)]
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += slot.eq(slot << 1)
 
-        keep = _below(m, self.row_bytes, row_len, beat_bytes, "keep")
-        with m.If(accept & last):
+        # Bytes of the row kept (p < row_bytes): a constant of the descriptor, in two register
+        # stages (slot and lane comparisons, then per byte: the slot is below row_bytes' slot, or
+        # is that slot and the lane is below). Ready two cycles after start, before any beat.
+        shift = exact_log2(beat_bytes)
+        slot_of_end = self.row_bytes >> shift
+        lane_below = Signal(beat_bytes)
+        slot_below = Signal(slots)
+        slot_at = Signal(slots)
+        keep_bytes = Signal(row_len)
+        m.d.sync += [
+            lane_below.eq(Cat(self.row_bytes[:shift] > lane for lane in range(beat_bytes))),
+            slot_below.eq(Cat(slot_of_end > i for i in range(slots))),
+            slot_at.eq(Cat(slot_of_end == i for i in range(slots))),
+            keep_bytes.eq(Cat(slot_below[p // beat_bytes] |
+                              (slot_at[p // beat_bytes] & lane_below[p % beat_bytes])
+                              for p in range(row_len))),
+        ]
+        keep = Cat(bit.replicate(8) for bit in keep_bytes)
+        with m.If(accept & rows.last):
             m.d.sync += [
                 self.row.valid.eq(1),
                 self.row.payload.buffer.eq(self.buffer),
-                self.row.payload.row.eq(self.sram_row + index),
+                self.row.payload.row.eq(next_row),
                 self.row.payload.data.eq(updated[:8 * row_len] & keep),
             ]
         with m.Elif(self.row.ready):
@@ -343,9 +577,15 @@ class ReadRealigner(wiring.Component):
 
 class WritePacker(wiring.Component):
     """Turns buffer rows of a STORE into W beats with WSTRB, cut into bursts by ``burst_len``
-    (AxLEN of each burst, in order; popped with the burst's last beat).
+    (the length of each burst, in order, as :class:`_BurstBeats`).
 
-    ``start`` samples ``offset``; ``stride`` and ``row_bytes`` must stay constant while running.
+    The first beat of a burst is counted from the head of ``burst_len``, which is popped with that
+    beat; the rest of the burst from registers (``pending`` is high while beats of a burst whose
+    length was popped are left). ``w`` comes from an output register with a spare entry, so no
+    logic waits for ``w.ready``; ``sending`` is high while a beat waits there.
+
+    ``start`` samples ``offset``; ``stride`` and ``row_bytes`` must be stable from the cycle before
+    ``start`` and stay constant while running.
     """
     def __init__(self, *, data_width, lanes):
         self.data_width = data_width
@@ -355,9 +595,10 @@ class WritePacker(wiring.Component):
         super().__init__({
             "start": In(1), "offset": In(shift), "stride": In(shift), "row_bytes": In(16),
             "row": In(stream.Signature(RowData(lanes))),
-            "burst_len": In(stream.Signature(unsigned(8))),
+            "burst_len": In(stream.Signature(_BurstBeats())),
             "w": Out(stream.Signature(WriteBeat(data_width))),
-            "idle": Out(1),
+            "pending": Out(1),
+            "sending": Out(1),
         })
 
     def elaborate(self, platform):
@@ -365,73 +606,73 @@ class WritePacker(wiring.Component):
         width, beat_bytes = self.data_width, self.beat_bytes
         row_len = 4 * self.lanes
         slots = _ceil_div(row_len, beat_bytes) + 1
-        shift = exact_log2(beat_bytes)
 
+        advance = Signal()                  # one W beat is produced
+        rows = _RowTracker(m, start=self.start, step=advance, offset=self.offset,
+                           stride=self.stride, row_bytes=self.row_bytes, beat_bytes=beat_bytes,
+                           max_beats=slots, name="row")
         shifter = Signal(slots * width)     # the rest of the row, current slot in the low bits
         previous = Signal(width)            # the slot sent in the previous beat
         full = Signal()                     # the shifter holds a row
-        offset = Signal(shift)              # lane of the current row's first byte
-        beat = Signal(range(slots + 1))     # beat index within the row
-        burst_beat = Signal(8)              # beat index within the burst
-        row_last = Signal()
-        m.d.comb += row_last.eq(beat == _row_beats(offset, self.row_bytes, beat_bytes) - 1)
 
-        advance = Signal()
+        # Burst lengths: after the first beat of a burst (from the head of `burst_len`), `rest`
+        # and `rest_last` count the others.
+        in_burst = Signal()                 # beats of a burst after its first one are left
+        rest = Signal(8)                    # beats of the burst after the next one
+        rest_last = Signal()                # the next beat is the burst's last (rest == 0)
+        head = self.burst_len.payload
+
+        beat = Signal(WriteBeat(width))
+        spare_valid = Signal()
         m.d.comb += [
-            advance.eq(full & self.burst_len.valid & (~self.w.valid | self.w.ready)),
-            self.row.ready.eq(~full | (advance & row_last)),
-            self.idle.eq(~full & ~self.w.valid),
+            advance.eq(full & ~spare_valid & (in_burst | self.burst_len.valid)),
+            self.row.ready.eq(~full | (advance & rows.last)),
+            self.burst_len.ready.eq(advance & ~in_burst),
+            self.pending.eq(in_burst),
         ]
+        with m.If(self.start):
+            m.d.sync += in_burst.eq(0)
+        with m.Elif(advance):
+            with m.If(in_burst):
+                m.d.sync += [in_burst.eq(~rest_last), rest.eq(rest - 1),
+                             rest_last.eq(rest == 1)]
+            with m.Else():
+                m.d.sync += [in_burst.eq(~head.single), rest.eq(head.rest),
+                             rest_last.eq(head.pair)]
 
         # Lane l of the beat is row byte beat*B + l - offset: the window of (previous, current)
-        # that starts `B - offset` bytes into the pair.
+        # that starts `B - offset` bytes into the pair. With the lanes in reverse order it starts
+        # `offset` bytes into the pair (no subtraction before the multiplexers).
         current = shifter[:width]
-        window_start = Signal(range(beat_bytes + 1))
         window = Signal(width)
-        m.d.comb += [
-            window_start.eq(beat_bytes - offset),
-            window.eq(Cat(previous, current).bit_select(Cat(C(0, 3), window_start), width)),
-        ]
+
+        def reverse(value):
+            return Cat(value.word_select(i, 8) for i in reversed(range(len(value) // 8)))
+        m.d.comb += window.eq(reverse(reverse(Cat(previous, current))
+                                      .bit_select(Cat(C(0, 3), rows.offset), width)))
         # Strobes: lanes before the row's first byte (first beat) and after its last (last beat).
-        end_lane = Signal(shift)
-        strobe = Signal(beat_bytes)
-        m.d.comb += end_lane.eq(offset + self.row_bytes - 1)
         all_lanes = (1 << beat_bytes) - 1
-        from_first = ~((C(1, beat_bytes) << offset) - 1)[:beat_bytes]        # lanes >= offset
-        to_last = ((C(2, beat_bytes + 1) << end_lane) - 1)[:beat_bytes]     # lanes <= end_lane
-        m.d.comb += strobe.eq(Mux(beat == 0, from_first, all_lanes) &
-                              Mux(row_last, to_last, all_lanes))
-        burst_last = Signal()
+        from_first = Cat(rows.offset <= lane for lane in range(beat_bytes))
+        to_last = Cat(rows.end_lane >= lane for lane in range(beat_bytes))
         m.d.comb += [
-            burst_last.eq(burst_beat == self.burst_len.payload),
-            self.burst_len.ready.eq(advance & burst_last),
+            beat.data.eq(window),
+            beat.strb.eq(Mux(rows.first, from_first, all_lanes) &
+                         Mux(rows.last, to_last, all_lanes)),
+            beat.last.eq(Mux(in_burst, rest_last, head.single)),
+            beat.row_last.eq(rows.last),
         ]
 
         with m.If(self.start):
-            m.d.sync += [offset.eq(self.offset), beat.eq(0), burst_beat.eq(0), full.eq(0)]
+            m.d.sync += full.eq(0)
         with m.Elif(advance):
-            m.d.sync += [
-                previous.eq(current),
-                shifter.eq(shifter[width:]),
-                burst_beat.eq(Mux(burst_last, 0, burst_beat + 1)),
-            ]
-            with m.If(row_last):
-                m.d.sync += [beat.eq(0), offset.eq(offset + self.stride), full.eq(0)]
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+            m.d.sync += [previous.eq(current), shifter.eq(shifter[width:])]
+            with m.If(rows.last):
+                m.d.sync += full.eq(0)
         with m.If(self.row.valid & self.row.ready):
             m.d.sync += [shifter.eq(self.row.payload), full.eq(1)]
 
-        with m.If(advance):
-            m.d.sync += [
-                self.w.valid.eq(1),
-                self.w.payload.data.eq(window),
-                self.w.payload.strb.eq(strobe),
-                self.w.payload.last.eq(burst_last),
-                self.w.payload.row_last.eq(row_last),
-            ]
-        with m.Elif(self.w.ready):
-            m.d.sync += self.w.valid.eq(0)
+        m.d.comb += spare_valid.eq(_output_register(m, self.w, advance, beat, "w"))
+        m.d.comb += self.sending.eq(self.w.valid | spare_valid)
         return m
 
 
@@ -503,32 +744,39 @@ class Dma(wiring.Component):
         outstanding = self.max_outstanding_reads
 
         m.submodules.generator = gen = BurstGenerator(data_width=self.data_width,
-                                                      max_burst=self.max_burst)
+                                                      max_burst=self.max_burst,
+                                                      max_row_bytes=self.row_bytes[1])
         m.submodules.realigner = realigner = ReadRealigner(data_width=self.data_width,
                                                            lanes=self.lanes)
         m.submodules.packer = packer = WritePacker(data_width=self.data_width, lanes=self.lanes)
         # Small queues (distributed RAM); SyncFIFO because an entry may be needed the cycle after
-        # it is written (a W beat right after AWVALID rises). An entry lives from the cycle its
-        # burst is generated to its last R beat (read_addrs) or its B response (write_addrs). One
-        # spare entry lets a new burst be generated in the cycle an old one completes.
+        # it is written. An entry lives from the cycle its burst is generated to its last R beat
+        # (read_addrs) or its B response (write_addrs), or until the WritePacker sends the burst's
+        # first beat (write_lens). One spare entry lets a new burst be generated in the cycle an old
+        # one completes.
         m.submodules.read_addrs = read_addrs = SyncFIFO(width=32, depth=outstanding + 1)
         m.submodules.write_addrs = write_addrs = SyncFIFO(width=32, depth=outstanding + 1)
-        m.submodules.write_lens = write_lens = SyncFIFO(width=8, depth=outstanding + 1)
+        m.submodules.write_lens = write_lens = SyncFIFO(width=_BurstBeats().size,
+                                                        depth=outstanding + 1)
+        # Credit: fewer than `outstanding` bursts tracked, or one completes in this cycle (else
+        # a read burst of a few beats could not be replaced in time to keep `outstanding` bursts
+        # in flight). The completion terms are written for the case that matters: the generator
+        # is stopped once `failed` is high, so RREADY is then loading & realigner.beat.ready, and
+        # BREADY is storing. They are two LUT levels from the R / B inputs.
         read_credit = Signal()
         write_credit = Signal()
         m.d.comb += [
             read_credit.eq((read_addrs.level < outstanding) |
-                           (read_addrs.r_en & read_addrs.r_rdy)),
+                           (axi.rvalid & axi.rlast & realigner.beat.ready & read_addrs.r_rdy)),
             write_credit.eq((write_addrs.level < outstanding) |
-                            (write_addrs.r_en & write_addrs.r_rdy)),
+                            (axi.bvalid & write_addrs.r_rdy)),
         ]
 
         desc = Signal(DmaDescriptor())
         start = Signal()
-        loading = Signal()
-        storing = Signal()
-        failed = Signal()
-        m.d.comb += failed.eq(self.error != DmaError.NONE)
+        loading = Signal()                  # state == LOAD (a register of its own)
+        storing = Signal()                  # state == STORE (a register of its own)
+        failed = Signal()                   # error != NONE (a register of its own)
 
         # --- control ------------------------------------------------------------------------------
         # The state decode is written as plain expressions (continuous assignments in Verilog), not
@@ -536,64 +784,87 @@ class Dma(wiring.Component):
         # simulator with SystemVerilog initialisation semantics (Icarus -g2012) until a register
         # changes, which left READY/VALID outputs X after reset.
         state = Signal(_State)
-        row_limit = Mux(desc.buffer, self.row_bytes[1], self.row_bytes[0])
-        depth = Mux(desc.buffer, self.accumulator_depth, self.scratchpad_depth)
-        # CHECK registers the verdict, START acts on it (keeps the comparators off the wide
-        # fan-out of ``start``).
+        # CHECK registers each check of the descriptor, START combines them and acts (keeps the
+        # adder and comparators apart from the wide fan-out of ``start``).
+        zero_rows = Signal()
+        zero_bytes = Signal()
+        too_long = Signal(2)                # per buffer
+        beyond = Signal(2)                  # per buffer
+        m.d.sync += [
+            zero_rows.eq(desc.rows == 0),
+            zero_bytes.eq(desc.row_bytes == 0),
+            too_long.eq(Cat(desc.row_bytes > self.row_bytes[0],
+                            desc.row_bytes > self.row_bytes[1])),
+            beyond.eq(Cat(_sum_exceeds(desc.sram_row, desc.rows, self.scratchpad_depth),
+                          _sum_exceeds(desc.sram_row, desc.rows, self.accumulator_depth))),
+        ]
         code = Signal(4)
-        m.d.sync += code.eq(
-            Mux(desc.rows == 0, DmaError.ZERO_ROWS,
-            Mux(desc.row_bytes == 0, DmaError.ZERO_BYTES,
-            Mux(desc.row_bytes > row_limit, DmaError.ROW_TOO_LONG,
-            Mux(desc.sram_row + desc.rows > depth, DmaError.SRAM_RANGE,
+        m.d.comb += code.eq(
+            Mux(zero_rows, DmaError.ZERO_ROWS,
+            Mux(zero_bytes, DmaError.ZERO_BYTES,
+            Mux(too_long.bit_select(desc.buffer, 1), DmaError.ROW_TOO_LONG,
+            Mux(beyond.bit_select(desc.buffer, 1), DmaError.SRAM_RANGE,
                 DmaError.NONE)))))
+        accepted = Signal()
         m.d.comb += [
+            accepted.eq(~zero_rows & ~zero_bytes & ~too_long.bit_select(desc.buffer, 1) &
+                        ~beyond.bit_select(desc.buffer, 1)),
             self.descriptor.ready.eq(state == _State.IDLE),
             self.busy.eq(state != _State.IDLE),
-            start.eq((state == _State.START) & (code == DmaError.NONE)),
-            loading.eq(state == _State.LOAD),
-            storing.eq(state == _State.STORE),
+            start.eq((state == _State.START) & accepted),
         ]
 
         read_drained = Signal()
         write_drained = Signal()
+        r_error = Signal()
+        b_error = Signal()
         m.d.sync += self.done.eq(0)
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 with m.If(self.descriptor.valid):
-                    m.d.sync += [
-                        desc.eq(self.descriptor.payload),
-                        self.error.eq(DmaError.NONE),
-                        self.error_addr.eq(0),
-                        state.eq(_State.CHECK),
-                    ]
+                    m.d.sync += [desc.eq(self.descriptor.payload), state.eq(_State.CHECK)]
             with m.Case(_State.CHECK):
                 m.d.sync += state.eq(_State.START)
             with m.Case(_State.START):
-                with m.If(code != DmaError.NONE):
-                    m.d.sync += [
-                        self.error.eq(code),
-                        self.error_addr.eq(desc.dram_addr),
-                        self.done.eq(1),
-                        state.eq(_State.IDLE),
-                    ]
+                with m.If(~accepted):
+                    m.d.sync += [self.done.eq(1), state.eq(_State.IDLE)]
                 with m.Elif(desc.direction == Direction.STORE):
-                    m.d.sync += state.eq(_State.STORE)
+                    m.d.sync += [storing.eq(1), state.eq(_State.STORE)]
                 with m.Else():
-                    m.d.sync += state.eq(_State.LOAD)
+                    m.d.sync += [loading.eq(1), state.eq(_State.LOAD)]
             with m.Case(_State.LOAD):
                 with m.If(read_drained):
-                    m.d.sync += [self.done.eq(1), state.eq(_State.IDLE)]
+                    m.d.sync += [self.done.eq(1), loading.eq(0), state.eq(_State.IDLE)]
             with m.Case(_State.STORE):
                 with m.If(write_drained):
-                    m.d.sync += [self.done.eq(1), state.eq(_State.IDLE)]
+                    m.d.sync += [self.done.eq(1), storing.eq(0), state.eq(_State.IDLE)]
+
+        # Error latch: cleared when a descriptor is accepted, set by a rejection or by the first
+        # error response. The value depends on the state only, the events just enable the latch.
+        with m.If((self.descriptor.valid & (state == _State.IDLE)) |
+                  ((state == _State.START) & ~accepted) | r_error | b_error):
+            m.d.sync += [
+                self.error.eq(
+                    Mux(loading, Mux(axi.rresp == Resp.DECERR, DmaError.READ_DECERR,
+                                     DmaError.READ_SLVERR),
+                    Mux(storing, Mux(axi.bresp == Resp.DECERR, DmaError.WRITE_DECERR,
+                                     DmaError.WRITE_SLVERR),
+                    Mux(state == _State.START, code, DmaError.NONE)))),
+                self.error_addr.eq(
+                    Mux(loading, read_addrs.r_data,
+                    Mux(storing, write_addrs.r_data,
+                    Mux(state == _State.START, desc.dram_addr, 0)))),
+                failed.eq(state != _State.IDLE),
+            ]
 
         # --- bursts -------------------------------------------------------------------------------
         is_store = desc.direction == Direction.STORE
         m.d.comb += [
-            gen.start.eq(start),
+            # The generator prepares the first rows while the descriptor is checked; it gets no
+            # credit outside LOAD/STORE, so a rejected descriptor issues nothing (and a generator
+            # stopped by an error keeps its rows_left).
+            gen.start.eq(state == _State.CHECK),
             gen.stop.eq(failed),
-            # No credit outside LOAD/STORE: a generator stopped by an error keeps its rows_left.
             gen.credit.eq((storing & write_credit) | (loading & read_credit)),
             gen.dram_addr.eq(desc.dram_addr),
             gen.dram_stride.eq(desc.dram_stride),
@@ -605,7 +876,7 @@ class Dma(wiring.Component):
             write_addrs.w_en.eq(gen.issue & storing),
             write_addrs.w_data.eq(gen.issue_payload.addr),
             write_lens.w_en.eq(gen.issue & storing),
-            write_lens.w_data.eq(gen.issue_payload.len),
+            write_lens.w_data.eq(gen.issue_beats),
         ]
         for prefix, valid in (("ar", gen.burst.valid & ~is_store),
                               ("aw", gen.burst.valid & is_store)):
@@ -639,44 +910,69 @@ class Dma(wiring.Component):
             read_addrs.r_en.eq(r_done & axi.rlast),
         ]
         wiring.connect(m, realigner.row, wiring.flipped(self.row_write))
-        with m.If(r_done & r_bad & ~failed):
-            m.d.sync += [
-                self.error.eq(Mux(axi.rresp == Resp.DECERR, DmaError.READ_DECERR,
-                                  DmaError.READ_SLVERR)),
-                self.error_addr.eq(read_addrs.r_data),
-            ]
+        # (with ~failed, RREADY is loading & realigner.beat.ready)
+        m.d.comb += r_error.eq(axi.rvalid & r_bad & loading & ~failed & realigner.beat.ready)
         m.d.comb += read_drained.eq(gen.finished & ~read_addrs.r_rdy & ~realigner.row.valid)
         with m.If(self.row_write.valid & self.row_write.ready):
             m.d.sync += self.bytes_read.eq(self.bytes_read + desc.row_bytes)
 
         # --- STORE: row_read_req -> row_read_data -> packer -> W; B -------------------------------
-        rows_started = Signal(17)       # rows whose first burst has been issued
-        rows_requested = Signal(17)
+        # Buffer rows are requested in order while fewer than ROW_PREFETCH are open, up to
+        # desc.rows; after an error only the rows whose first burst was generated are needed.
+        # Both limits are kept as registered flags: `more_rows` (rows left to request) and
+        # `more_started` (started - requested > 0, with `started` one cycle behind the burst).
+        req = self.row_read_req
+        req_row = Signal(16)                # buffer row of the next request
+        req_left = Signal(16)               # rows not yet requested
+        more_rows = Signal()                # req_left != 0
+        started = Signal()                  # a row's first burst was generated last cycle
+        ahead = Signal(range(-2 * self.ROW_PREFETCH - 4, outstanding + 8))  # started - requested
+        more_started = Signal()             # ahead > 0
         open_requests = Signal(range(self.ROW_PREFETCH + 1))
         request = Signal()
         received = Signal()
         no_more_bursts = Signal()
+        drop_rows = Signal()                # no_more_bursts, registered
+        m.d.sync += drop_rows.eq(storing & no_more_bursts)
         m.d.comb += [
-            no_more_bursts.eq(gen.finished & ~write_lens.r_rdy),
-            # After an error only the rows of bursts already issued are still needed.
-            request.eq(storing & (~self.row_read_req.valid | self.row_read_req.ready) &
-                       (rows_requested < Mux(failed, rows_started, desc.rows)) &
+            no_more_bursts.eq(gen.finished & ~write_lens.r_rdy & ~packer.pending),
+            request.eq(storing & (~req.valid | req.ready) &
+                       Mux(failed, more_started, more_rows) &
                        (open_requests < self.ROW_PREFETCH)),
             received.eq(self.row_read_data.valid & self.row_read_data.ready),
         ]
+        m.d.sync += started.eq(gen.issue & gen.issue_payload.first)
         with m.If(start):
-            m.d.sync += [rows_started.eq(0), rows_requested.eq(0)]
-        with m.Elif(gen.issue & storing & gen.issue_payload.first):
-            m.d.sync += rows_started.eq(rows_started + 1)
+            m.d.sync += [
+                req_row.eq(desc.sram_row),
+                req_left.eq(desc.rows),
+                more_rows.eq(1),
+                ahead.eq(0),
+                more_started.eq(0),
+            ]
+        with m.Else():
+            m.d.sync += ahead.eq(ahead + started - request)
+            with m.Switch(Cat(request, started)):
+                with m.Case(0b10):
+                    m.d.sync += more_started.eq(ahead >= 0)
+                with m.Case(0b01):
+                    m.d.sync += more_started.eq(ahead >= 2)
+                with m.Default():
+                    m.d.sync += more_started.eq(ahead >= 1)
+            with m.If(request):
+                m.d.sync += [
+                    req_row.eq(req_row + 1),
+                    req_left.eq(req_left - 1),
+                    more_rows.eq(req_left != 1),
+                ]
         with m.If(request):
             m.d.sync += [
-                self.row_read_req.valid.eq(1),
-                self.row_read_req.payload.buffer.eq(desc.buffer),
-                self.row_read_req.payload.row.eq(desc.sram_row + rows_requested),
-                rows_requested.eq(rows_requested + 1),
+                req.valid.eq(1),
+                req.payload.buffer.eq(desc.buffer),
+                req.payload.row.eq(req_row),
             ]
-        with m.Elif(self.row_read_req.ready):
-            m.d.sync += self.row_read_req.valid.eq(0)
+        with m.Elif(req.ready):
+            m.d.sync += req.valid.eq(0)
         m.d.sync += open_requests.eq(open_requests + request - received)
 
         m.d.comb += [
@@ -684,10 +980,11 @@ class Dma(wiring.Component):
             packer.offset.eq(desc.dram_addr[:shift]),
             packer.stride.eq(desc.dram_stride[:shift]),
             packer.row_bytes.eq(desc.row_bytes),
-            # After the last burst, rows still arriving are not needed: read and drop them.
-            packer.row.valid.eq(self.row_read_data.valid & storing & ~no_more_bursts),
+            # After the last burst, rows still arriving are not needed: read and drop them (from
+            # the cycle after; a row the packer takes in between is never sent).
+            packer.row.valid.eq(self.row_read_data.valid & storing & ~drop_rows),
             packer.row.payload.eq(self.row_read_data.payload),
-            self.row_read_data.ready.eq(storing & (no_more_bursts | packer.row.ready)),
+            self.row_read_data.ready.eq(storing & (drop_rows | packer.row.ready)),
             packer.burst_len.valid.eq(write_lens.r_rdy),
             packer.burst_len.payload.eq(write_lens.r_data),
             write_lens.r_en.eq(packer.burst_len.ready),
@@ -706,12 +1003,7 @@ class Dma(wiring.Component):
             b_done.eq(axi.bvalid & axi.bready),
             write_addrs.r_en.eq(b_done),
         ]
-        with m.If(b_done & axi.bresp[1] & ~failed):
-            m.d.sync += [
-                self.error.eq(Mux(axi.bresp == Resp.DECERR, DmaError.WRITE_DECERR,
-                                  DmaError.WRITE_SLVERR)),
-                self.error_addr.eq(write_addrs.r_data),
-            ]
-        m.d.comb += write_drained.eq(no_more_bursts & ~packer.w.valid & ~write_addrs.r_rdy &
-                                     (open_requests == 0) & ~self.row_read_req.valid)
+        m.d.comb += b_error.eq(b_done & axi.bresp[1] & ~failed)
+        m.d.comb += write_drained.eq(no_more_bursts & ~packer.sending & ~write_addrs.r_rdy &
+                                     (open_requests == 0) & ~req.valid)
         return m
