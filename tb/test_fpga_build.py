@@ -94,12 +94,12 @@ def test_board_default_requantizer_uses_the_spare_dsps():
     cases = [(ulx3s, None, None, 12, 3), (ulx3s, 2, 2, 2, None), (ulx3s, 10, 10, 10, None),
              (ulx3s, 12, 12, 12, 3), (ulx3s, 11, 12, 12, 6), (ulx3s, 13, 13, 13, 1),
              (icebreaker, None, None, 2, 1), (icebreaker, 1, 1, 1, None)]
-    for board, rows, cols, lanes, units in cases:
-        config = board.accelerator_config(rows, cols)
+    for spec, rows, cols, lanes, units in cases:
+        config = spec.accelerator_config(rows, cols)
         assert max(config.rows, config.cols) == lanes and config.requant_units == units, \
-            (board.name, rows, cols, config)
+            (spec.name, rows, cols, config)
         used = config.rows * config.cols + REQUANT_UNIT_DSPS * (units or lanes)
-        assert used <= board.dsp_blocks or units == 1, (board.name, rows, cols, used)
+        assert used <= spec.dsp_blocks or units == 1, (spec.name, rows, cols, used)
     assert ulx3s.accelerator_config(12, 12, requant_units=2).requant_units == 2
 
 
