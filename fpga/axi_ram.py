@@ -26,8 +26,9 @@ AXI bursts
     on every beat (reads, data 0) or in its B response (writes) and writes nothing. A beat whose
     word lies beyond the memory reads 0 with DECERR or is not written (its burst answers DECERR).
     Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
-    :data:`R_QUEUE_DEPTH`-entry queue so RREADY may drop at any time; with RREADY high a burst
-    streams one beat per cycle, the first four cycles after the AR handshake.
+    :data:`R_QUEUE_DEPTH`-entry queue with registered outputs (RVALID, RDATA, ... come from
+    flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
+    cycle, the first five cycles after the AR handshake.
 Direct port
     ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (3) cycles
     later (only then) is the word at ``addr`` (the storage's inputs and output are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word
@@ -38,7 +39,7 @@ Direct port
 
 from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -235,7 +236,8 @@ class AxiRam(wiring.Component):
         # --- who uses the memory this cycle ----------------------------------------------------
         beat_layout = data.StructLayout({"id": self.id_width, "resp": 2, "last": 1})
         queue_layout = data.StructLayout({"beat": beat_layout, "data": self.data_width})
-        m.submodules.r_queue = r_queue = SyncFIFO(width=queue_layout.size, depth=R_QUEUE_DEPTH)
+        m.submodules.r_queue = r_queue = SyncFIFOBuffered(width=queue_layout.size,
+                                                            depth=R_QUEUE_DEPTH)
         outstanding = Signal(range(R_QUEUE_DEPTH + 1))
         direct_use = direct.read | direct.write.any()
         read_wants = r_active & (outstanding < R_QUEUE_DEPTH)

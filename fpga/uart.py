@@ -6,10 +6,10 @@ parameter. The line idles high; a byte is a low start bit, 8 data bits and a hig
 :class:`UartRx`
     ``rx`` passes a two-flip-flop synchronizer. A falling edge starts a byte; the start bit is
     checked again half a bit later (a shorter low pulse is ignored), then each data bit and the
-    stop bit are sampled one ``divisor`` apart, near the middle of each bit. After the stop bit's
-    sample, ``valid`` is high for one cycle with ``data`` and ``frame_error`` (the stop bit was
-    low); the receiver then waits for the next falling edge. There is no buffering: the user
-    takes ``data`` in the cycle ``valid`` is high.
+    stop bit are sampled one ``divisor`` apart, near the middle of each bit. In the cycle after the
+    stop bit's sample, ``valid`` is high for one cycle with ``data`` and ``frame_error`` (the stop
+    bit was low); the receiver then waits for the next falling edge. There is no buffering: the
+    user takes ``data`` in the cycle ``valid`` is high.
 :class:`UartTx`
     A byte is taken from the ``data``/``valid`` handshake when ``ready`` is high and sent as
     10 bits of ``divisor`` cycles each; ``ready`` is high again in the cycle after the stop bit
@@ -54,6 +54,8 @@ class UartRx(wiring.Component):
         timer = Signal(range(self.divisor))
         bit = Signal(range(10))          # 0: start bit, 1..8: data, 9: stop bit
         shift = Signal(8)
+        # ``valid``/``frame_error`` come from registers (a cycle after the stop bit's sample).
+        m.d.sync += [self.valid.eq(0), self.frame_error.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~line):
@@ -68,7 +70,7 @@ class UartRx(wiring.Component):
                         with m.If(line):               # glitch, not a start bit
                             m.next = "IDLE"
                     with m.Elif(bit == 9):
-                        m.d.comb += [self.valid.eq(1), self.frame_error.eq(~line)]
+                        m.d.sync += [self.valid.eq(1), self.frame_error.eq(~line)]
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += shift.eq(Cat(shift[1:], line))

@@ -174,6 +174,17 @@ class UartBridge(wiring.Component):
         last = Signal(17)
         response_last = Signal(17)
         m.d.sync += [last.eq(length - 1), response_last.eq(response_length - 1)]
+        # The comparisons of ``count`` with them, registered too: every state that uses one has
+        # kept ``count`` unchanged for at least a cycle before (the FETCH/WAIT and ISSUE/WAIT
+        # states, a UART byte time), except REG_READ_STORE, which counts the four bytes of a
+        # word in consecutive cycles and so uses ``at_last_word`` (``count | 3`` stays the same
+        # within a word).
+        at_last = Signal()
+        at_last_word = Signal()
+        at_response_last = Signal()
+        at_length = Signal()
+        m.d.sync += [at_last.eq(count == last), at_last_word.eq((count | 3) == last),
+                     at_response_last.eq(count == response_last), at_length.eq(count == length)]
         tx_byte = Signal(8)
         m.d.comb += [utx.data.eq(tx_byte), buf_read.addr.eq(count)]
         sent = utx.valid & utx.ready
@@ -229,7 +240,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [receiving.eq(1),
                              buf_write.addr.eq(count), buf_write.data.eq(urx.data),
                              buf_write.en.eq(urx.valid & (count < MAX_BLOCK))]
-                receive(count + 1, count == last, "CRC")
+                receive(count + 1, at_last, "CRC")
 
             with m.State("CRC"):
                 m.d.comb += receiving.eq(1)
@@ -237,7 +248,8 @@ class UartBridge(wiring.Component):
                     m.d.sync += received_crc.eq(Cat(received_crc[8:], urx.data))
                 receive(count + 1, count == 1, "VERIFY", update_crc=False)
 
-            # The frame's checks are registered in VERIFY and acted on in CHECK (short paths).
+            # The frame's checks are registered in VERIFY, turned into a status in CLASSIFY and
+            # acted on in CHECK (short paths).
             bad_crc, bad_command, bad_length, bad_address = (
                 Signal(name=name) for name in ("bad_crc", "bad_command", "bad_length",
                                                "bad_address"))
@@ -252,24 +264,26 @@ class UartBridge(wiring.Component):
                                        (address[:2] != 0) | (end > REGISTER_SPACE),
                                        end > self.mem_size)),
                 ]
+                m.next = "CLASSIFY"
+
+            rejected = Signal()
+            verdict = Signal(8)
+            with m.State("CLASSIFY"):
+                m.d.sync += [
+                    rejected.eq(bad_crc | bad_command | bad_length | bad_address),
+                    verdict.eq(Mux(bad_crc, Status.CRC_ERROR,
+                                   Mux(bad_command, Status.BAD_COMMAND,
+                                       Mux(bad_length, Status.BAD_LENGTH,
+                                           Mux(bad_address, Status.BAD_ADDRESS, Status.OK))))),
+                ]
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                m.d.sync += [pointer.eq(address), count.eq(0), response_length.eq(0)]
-                with m.If(bad_crc):
-                    m.d.sync += status.eq(Status.CRC_ERROR)
-                    m.next = "RESPOND"
-                with m.Elif(bad_command):
-                    m.d.sync += status.eq(Status.BAD_COMMAND)
-                    m.next = "RESPOND"
-                with m.Elif(bad_length):
-                    m.d.sync += status.eq(Status.BAD_LENGTH)
-                    m.next = "RESPOND"
-                with m.Elif(bad_address):
-                    m.d.sync += status.eq(Status.BAD_ADDRESS)
+                m.d.sync += [pointer.eq(address), count.eq(0), response_length.eq(0),
+                             status.eq(verdict)]
+                with m.If(rejected):
                     m.next = "RESPOND"
                 with m.Else():
-                    m.d.sync += status.eq(Status.OK)
                     with m.Switch(command):
                         with m.Case(Command.WRITE_MEM):
                             m.next = "MEM_WRITE_FETCH"
@@ -288,7 +302,7 @@ class UartBridge(wiring.Component):
             with m.State("MEM_WRITE"):
                 m.d.comb += self.mem.write.eq(Const(1, self.word_bytes) << lane)
                 m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(count == last):
+                with m.If(at_last):
                     m.next = "RESPOND"
                 with m.Else():
                     m.next = "MEM_WRITE_FETCH"
@@ -305,7 +319,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(mem_byte),
                              buf_write.en.eq(1)]
                 m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(count == last):
+                with m.If(at_last):
                     m.d.sync += response_length.eq(length)
                     m.next = "RESPOND"
                 with m.Else():
@@ -341,7 +355,7 @@ class UartBridge(wiring.Component):
                     with m.If(csr.bresp != Resp.OKAY):
                         m.d.sync += bus_error.eq(1)
                     m.d.sync += pointer.eq(pointer + 4)
-                    with m.If(count == length):
+                    with m.If(at_length):
                         m.next = "EXECUTED"
                     with m.Else():
                         m.next = "REG_WRITE_FETCH"
@@ -360,7 +374,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(word[:8]),
                              buf_write.en.eq(1)]
                 m.d.sync += [word.eq(word >> 8), count.eq(count + 1)]
-                with m.If(count == last):
+                with m.If(at_last_word & (count[:2] == 3)):
                     m.d.sync += response_length.eq(length)
                     m.next = "EXECUTED"
                 with m.Elif(count[:2] == 3):
@@ -396,7 +410,7 @@ class UartBridge(wiring.Component):
                 m.d.comb += [tx_byte.eq(buf_data), utx.valid.eq(1)]
                 with m.If(sent):
                     m.d.sync += [tx_crc_update.eq(1), count.eq(count + 1)]
-                    with m.If(count == response_last):
+                    with m.If(at_response_last):
                         m.d.sync += count.eq(0)
                         m.next = "SEND_CRC"
                     with m.Else():

@@ -211,16 +211,28 @@ class Accumulator(wiring.Component):
 
         # --- S2: forwarding, add, read output -----------------------------------------------------
         # Each request in S2 gets the row its RAM read returned, overridden by the newest write
-        # still in S3 or H4 to the same row.
-        def forward(ram_data, addr):
+        # still in S3 or H4 to the same row. Which one is decided a cycle earlier, in S1, and
+        # registered: the write that will be in S3 is now in S2, the one that will be in H4 is
+        # now in S3 (so the address comparators are not in front of the adders).
+        def matches(name, addr):
+            hits = []
+            for entry, now in (("s3", {"valid": s2["wen"], "addr": s2["waddr"]}),
+                               ("h4", history[0])):
+                hit = Signal(name=f"{name}_from_{entry}")
+                m.d.sync += hit.eq(now["valid"] & (now["addr"] == addr))
+                hits.append(hit)
+            return hits
+
+        def forward(ram_data, hits):
             value = ram_data
-            for entry in reversed(history):     # oldest first, so that the newest match wins
-                value = Mux(entry["valid"] & (entry["addr"] == addr), entry["data"], value)
+            for entry, hit in reversed(list(zip(history, hits))):   # the newest match wins
+                value = Mux(hit, entry["data"], value)
             return value
 
         old = Signal(width)
         old_ext = Signal(width)
-        m.d.comb += [old.eq(forward(rdata, s2["waddr"])), old_ext.eq(forward(rdata_ext, s2["raddr"]))]
+        m.d.comb += [old.eq(forward(rdata, matches("s2_write", s1["waddr"]))),
+                     old_ext.eq(forward(rdata_ext, matches("s2_read", s1["raddr"])))]
 
         s3 = history[0]
         m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]

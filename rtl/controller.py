@@ -113,10 +113,15 @@ class Controller(wiring.Component):
                 dec = self.engine(dst).pop_en & self.engine(dst).pop[src]
                 up, down = inc & ~dec, dec & ~inc
                 m.d.comb += count_next.eq(Mux(begin, 0, count + inc - dec))
+
+                def after(k):
+                    # count_next == k, from comparisons of the counter itself (in parallel with
+                    # the push and pop decisions, not behind the adder)
+                    return ~begin & Mux(up, count == k - 1, Mux(down, count == k + 1, count == k))
                 m.d.sync += [
                     count.eq(count_next),
-                    one.eq(count_next == 1),
-                    almost_full.eq(count_next == TOKEN_LIMIT - 1),
+                    one.eq(after(1)),
+                    almost_full.eq(after(TOKEN_LIMIT - 1)),
                     nz.eq(~begin & (up | (nz & ~(down & one)))),
                     full.eq(~begin & ((up & almost_full) | (full & ~down))),
                 ]
@@ -167,15 +172,19 @@ class Controller(wiring.Component):
 
         # --- watchdog -----------------------------------------------------------------------------
         quiet = Signal(32)
-        activity = (self.progress | self.dispatched | self.mac_active |
-                    self.load.pop_en | self.exec.pop_en | self.store.pop_en |
-                    self.load.push_en | self.exec.push_en | self.store.push_en)
+        # Progress is registered (the watchdog counts from the cycle after it).
+        activity = Signal()
+        m.d.sync += activity.eq(self.progress | self.dispatched | self.mac_active |
+                                self.load.pop_en | self.exec.pop_en | self.store.pop_en |
+                                self.load.push_en | self.exec.push_en | self.store.push_en)
         with m.If(begin | activity | ~self.running):
             m.d.sync += quiet.eq(0)
         with m.Else():
             m.d.sync += quiet.eq(quiet + 1)
+        # The comparison is registered: the watchdog fires a cycle after the limit is reached.
         watchdog = Signal()
-        m.d.comb += watchdog.eq(self.running & (self.watchdog != 0) & (quiet >= self.watchdog))
+        m.d.sync += watchdog.eq(self.running & (self.watchdog != 0) & (quiet >= self.watchdog) &
+                                ~begin)
         watchdog_index = Mux(self.load.busy, self.load.error_index,
                              Mux(self.store.busy, self.store.error_index, self.dispatch_index))
 
@@ -214,6 +223,21 @@ class Controller(wiring.Component):
 
         # --- life cycle ---------------------------------------------------------------------------
         engines_quiet = ~any_active & ~self.fetch_busy & ~self.dma_busy
+        # The end conditions, registered: both are stable once true (with HALT dispatched and the
+        # queues empty, or with ``stop`` held, nothing new can start), so a cycle-old value is
+        # still true, and the state machine's transitions start at flip-flops.
+        # (``begin`` clears them: the previous program's HALT is still in ``halted`` then.)
+        settled = Signal()
+        finished = Signal()
+        m.d.sync += [
+            settled.eq(~begin & engines_quiet),
+            finished.eq(~begin & self.halted & engines_quiet & self.load.empty &
+                        self.exec.empty & self.store.empty),
+        ]
+        # ``stop`` = ``pending`` (in RUN) or ``stopping`` (in STOP and RESET): two registers and
+        # one gate, as it fans out to every engine, queue and the dispatcher.
+        stopping = Signal()
+        m.d.comb += self.stop.eq(pending | stopping)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & ~self.soft_abort & ~self.dma_busy):
@@ -225,32 +249,33 @@ class Controller(wiring.Component):
                     self.running.eq(1),
                     deadlock_now.eq(self.stuck & ~any_active & any_blocked),
                 ]
-                m.d.comb += self.stop.eq(pending)
                 with m.If(pending):
-                    m.d.sync += [self.error_code.eq(error), self.error_index.eq(error_index)]
+                    m.d.sync += [self.error_code.eq(error), self.error_index.eq(error_index),
+                                 stopping.eq(1)]
                     with m.If(watchdog_reported):
                         m.next = "RESET"
                     with m.Else():
                         m.next = "STOP"
                 with m.Elif(self.soft_abort):
                     m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
-                                 self.error_index.eq(self.dispatch_index)]
+                                 self.error_index.eq(self.dispatch_index), stopping.eq(1)]
                     m.next = "STOP"
-                with m.Elif(self.halted & engines_quiet & self.load.empty & self.exec.empty &
-                            self.store.empty):
+                with m.Elif(finished):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
             with m.State("STOP"):
-                m.d.comb += [self.running.eq(1), self.stop.eq(1)]
+                m.d.comb += self.running.eq(1)
                 with m.If(watchdog_reported):
                     m.d.sync += [self.error_code.eq(ProgramError.WATCHDOG),
                                  self.error_index.eq(reported[4][2])]
                     m.next = "RESET"
-                with m.Elif(engines_quiet):
+                with m.Elif(settled):
                     m.d.comb += self.done.eq(1)
+                    m.d.sync += stopping.eq(0)
                     m.next = "IDLE"
             with m.State("RESET"):
-                m.d.comb += [self.stop.eq(1), self.force_reset.eq(1), self.done.eq(1)]
+                m.d.comb += [self.force_reset.eq(1), self.done.eq(1)]
+                m.d.sync += stopping.eq(0)
                 m.next = "IDLE"
         for ctl in (self.load, self.exec, self.store):
             m.d.comb += ctl.abort.eq(self.stop | self.soft_abort)

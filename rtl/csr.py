@@ -481,11 +481,10 @@ class RegisterFile(wiring.Component):
         m.d.comb += bit_en.eq(Cat(w_strb[i].replicate(8) for i in range(WIDTH // 8)))
 
         # --- read channel ------------------------------------------------------------------------
-        # AR is taken into ``r_addr`` (``r_busy``); the next cycle samples the addressed register
-        # into ``r_data`` (``read``) and raises RVALID.
+        # AR is decoded into one select register per register (``r_busy``); the next cycle samples
+        # the selected register into ``r_data`` (``read``) and raises RVALID.
         r_valid = Signal()
         r_busy = Signal()
-        r_addr = Signal.like(bus.araddr)
         r_data = Signal(WIDTH)
         r_resp = Signal(2)
         read = Signal()
@@ -497,7 +496,7 @@ class RegisterFile(wiring.Component):
             read.eq(r_busy),
         ]
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [r_busy.eq(1), r_addr.eq(bus.araddr)]
+            m.d.sync += r_busy.eq(1)
         with m.If(read):
             m.d.sync += [r_busy.eq(0), r_valid.eq(1)]
         with m.Elif(r_valid & bus.rready):
@@ -516,7 +515,9 @@ class RegisterFile(wiring.Component):
             index = register.offset >> 2
             w_sel = Signal(name=f"w_sel_{register.port_name}")
             r_sel = Signal(name=f"r_sel_{register.port_name}")
-            m.d.comb += [w_sel.eq(word(aw_addr) == index), r_sel.eq(word(r_addr) == index)]
+            m.d.comb += w_sel.eq(word(aw_addr) == index)
+            with m.If(bus.arvalid & bus.arready):
+                m.d.sync += r_sel.eq(word(bus.araddr) == index)
             w_hits.append(w_sel)
             r_hits.append(r_sel)
             value = self._register_logic(m, register, write & w_sel, w_data, bit_en)

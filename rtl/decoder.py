@@ -1,8 +1,9 @@
 """Instruction decoder: which queue an instruction goes to, and whether it is legal.
 
-Purely combinational. The checks are those of rtl/isa.py, made in this order (the first failing
-one is the error): ILLEGAL_OPCODE, ILLEGAL_TOKEN, ZERO_LENGTH, ROW_TOO_LONG, SPAD_RANGE, ACC_RANGE,
-BAD_CLAMP. Range checks use the full width of the sums, so nothing wraps.
+Combinational, or a pipeline of one register stage (``stages=1``). The checks are those of
+rtl/isa.py, made in this order (the first failing one is the error): ILLEGAL_OPCODE, ILLEGAL_TOKEN,
+ZERO_LENGTH, ROW_TOO_LONG, SPAD_RANGE, ACC_RANGE, BAD_CLAMP. Range checks use the full width of the
+sums, so nothing wraps.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal
@@ -21,10 +22,17 @@ class Decoder(wiring.Component):
     Ports: ``word`` (Instruction) in; ``error`` (ProgramError, 0 = legal), ``faults`` (one bit
     per check of :data:`CHECKS`: ``error`` is :func:`first_error` of them), ``engine`` (Engine of
     LOAD/MATMUL/STORE/CONFIG), ``fence``, ``halt`` out.
+
+    ``stages``: 0, the outputs are combinational; 1, the decoder is a pipeline of one register
+    stage (the outputs are those of the word of the previous cycle): every opcode's checks (the
+    adders and comparators) are computed and registered, then the opcode selects among them.
     """
-    def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
+    def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth, stages=0):
+        if stages not in (0, 1):
+            raise ValueError(f"stages must be 0 or 1, not {stages!r}")
         self.rows, self.cols, self.lanes = rows, cols, lanes
         self.scratchpad_depth, self.accumulator_depth = scratchpad_depth, accumulator_depth
+        self.stages = stages
         super().__init__({
             "word":   In(Instruction()),
             "error":  Out(4),
@@ -38,57 +46,61 @@ class Decoder(wiring.Component):
         m = Module()
         w = self.word
         op = w.header.opcode
+        lanes, spad, acc = self.lanes, self.scratchpad_depth, self.accumulator_depth
+        ld, mm, st, cf = w.load, w.matmul, w.store, w.config
+        to_acc = ld.buffer == Buffer.ACCUMULATOR
+
+        # Step 1: the checks of every opcode, computed whatever the opcode is.
+        checks = {
+            "is_load": op == Opcode.LOAD, "is_matmul": op == Opcode.MATMUL,
+            "is_store": op == Opcode.STORE, "is_config": op == Opcode.CONFIG,
+            "is_fence": op == Opcode.FENCE, "is_halt": op == Opcode.HALT,
+            "tokens": w.header.pop | w.header.push,
+            "load_zero": (ld.rows == 0) | (ld.row_bytes == 0),
+            "load_too_long": ld.row_bytes > Mux(to_acc, 4 * lanes, lanes),
+            "load_spad": ~to_acc & (ld.sram_row + ld.rows > spad),
+            "load_acc": to_acc & (ld.sram_row + ld.rows > acc),
+            "matmul_zero": mm.rows == 0,
+            "matmul_spad": (mm.wgt_row + self.rows > spad) | (mm.act_row + mm.rows > spad),
+            "matmul_acc": mm.acc_row + mm.rows > acc,
+            "store_zero": (st.rows == 0) | (st.row_bytes == 0),
+            "store_too_long": st.row_bytes > Mux(st.requant, lanes, 4 * lanes),
+            "store_acc": st.acc_row + st.rows > acc,
+            "config_acc": cf.params_row + 2 > acc,
+            "config_clamp": cf.act_min > cf.act_max,
+        }
+        c = {}
+        for name, value in checks.items():
+            c[name] = Signal(len(value), name=name)
+            if self.stages:
+                m.d.sync += c[name].eq(value)
+            else:
+                m.d.comb += c[name].eq(value)
+
+        # Step 2: the opcode selects its checks.
         own = Signal(3)                    # the instruction's own engine bit (0 for FENCE/HALT)
         legal = Signal()
-        zero = Signal()
-        too_long = Signal()
-        spad_range = Signal()
-        acc_range = Signal()
-        bad_clamp = Signal()
-        lanes, spad, acc = self.lanes, self.scratchpad_depth, self.accumulator_depth
-
-        with m.Switch(op):
-            with m.Case(Opcode.LOAD):
-                ld = w.load
-                to_acc = ld.buffer == Buffer.ACCUMULATOR
-                m.d.comb += [
-                    legal.eq(1), own.eq(1 << Engine.LOAD), self.engine.eq(Engine.LOAD),
-                    zero.eq((ld.rows == 0) | (ld.row_bytes == 0)),
-                    too_long.eq(ld.row_bytes > Mux(to_acc, 4 * lanes, lanes)),
-                    spad_range.eq(~to_acc & (ld.sram_row + ld.rows > spad)),
-                    acc_range.eq(to_acc & (ld.sram_row + ld.rows > acc)),
-                ]
-            with m.Case(Opcode.MATMUL):
-                mm = w.matmul
-                m.d.comb += [
-                    legal.eq(1), own.eq(1 << Engine.EXEC), self.engine.eq(Engine.EXEC),
-                    zero.eq(mm.rows == 0),
-                    spad_range.eq((mm.wgt_row + self.rows > spad) | (mm.act_row + mm.rows > spad)),
-                    acc_range.eq(mm.acc_row + mm.rows > acc),
-                ]
-            with m.Case(Opcode.STORE):
-                st = w.store
-                m.d.comb += [
-                    legal.eq(1), own.eq(1 << Engine.STORE), self.engine.eq(Engine.STORE),
-                    zero.eq((st.rows == 0) | (st.row_bytes == 0)),
-                    too_long.eq(st.row_bytes > Mux(st.requant, lanes, 4 * lanes)),
-                    acc_range.eq(st.acc_row + st.rows > acc),
-                ]
-            with m.Case(Opcode.CONFIG):
-                cf = w.config
-                m.d.comb += [
-                    legal.eq(1), own.eq(1 << Engine.STORE), self.engine.eq(Engine.STORE),
-                    acc_range.eq(cf.params_row + 2 > acc),
-                    bad_clamp.eq(cf.act_min > cf.act_max),
-                ]
-            with m.Case(Opcode.FENCE):
-                m.d.comb += [legal.eq(1), own.eq(0b111), self.fence.eq(1)]
-            with m.Case(Opcode.HALT):
-                m.d.comb += [legal.eq(1), own.eq(0b111), self.halt.eq(1)]
-
-        tokens = w.header.pop | w.header.push
-        m.d.comb += self.faults.eq(Cat(~legal, (tokens & own).any(), zero, too_long, spad_range,
-                                       acc_range, bad_clamp))
+        m.d.comb += [
+            legal.eq(c["is_load"] | c["is_matmul"] | c["is_store"] | c["is_config"] |
+                     c["is_fence"] | c["is_halt"]),
+            own.eq(Mux(c["is_load"], 1 << Engine.LOAD, 0) |
+                   Mux(c["is_matmul"], 1 << Engine.EXEC, 0) |
+                   Mux(c["is_store"] | c["is_config"], 1 << Engine.STORE, 0) |
+                   Mux(c["is_fence"] | c["is_halt"], 0b111, 0)),
+            self.engine.eq(Mux(c["is_matmul"], Engine.EXEC,
+                               Mux(c["is_store"] | c["is_config"], Engine.STORE, Engine.LOAD))),
+            self.fence.eq(c["is_fence"]),
+            self.halt.eq(c["is_halt"]),
+        ]
+        zero = ((c["is_load"] & c["load_zero"]) | (c["is_matmul"] & c["matmul_zero"]) |
+                (c["is_store"] & c["store_zero"]))
+        too_long = (c["is_load"] & c["load_too_long"]) | (c["is_store"] & c["store_too_long"])
+        spad_range = (c["is_load"] & c["load_spad"]) | (c["is_matmul"] & c["matmul_spad"])
+        acc_range = ((c["is_load"] & c["load_acc"]) | (c["is_matmul"] & c["matmul_acc"]) |
+                     (c["is_store"] & c["store_acc"]) | (c["is_config"] & c["config_acc"]))
+        bad_clamp = c["is_config"] & c["config_clamp"]
+        m.d.comb += self.faults.eq(Cat(~legal, (c["tokens"] & own).any(), zero, too_long,
+                                       spad_range, acc_range, bad_clamp))
         m.d.comb += self.error.eq(first_error(self.faults))
         return m
 

@@ -2,17 +2,17 @@
 
 ::
 
-    fetch FIFO ─► Decoder ─► [head] ─┬─ illegal ──────► error (code, index); stop
-                                     ├─ LOAD ─────────► LOAD queue   ┐ waits while the target
-                                     ├─ MATMUL ───────► EXEC queue   │ queue is full
-                                     ├─ STORE, CONFIG ► STORE queue  ┘
-                                     ├─ FENCE ─► wait until every queue is empty and every
-                                     │           engine idle
-                                     └─ HALT ──► ``halted``: dispatch nothing more
+    fetch FIFO ──────────────► [head] ─┬─ illegal ──────► error (code, index); stop
+                                       ├─ LOAD ─────────► LOAD queue   ┐ waits while the target
+                                       ├─ MATMUL ───────► EXEC queue   │ queue is full
+                                       ├─ STORE, CONFIG ► STORE queue  ┘
+                                       ├─ FENCE ─► wait until every queue is empty and every
+                                       │           engine idle
+                                       └─ HALT ──► ``halted``: dispatch nothing more
 
-``[head]`` is a register: the decoder's checks on an instruction are taken one cycle before the
-instruction is dispatched (each check a bit; the first failing one is the error), so the range
-checks' adders are not in front of the queues.
+The fetch unit has decoded each instruction (:class:`~tessera.rtl.fetch.FetchedEntry`: the
+decoder's checks, one bit each, target engine, FENCE, HALT); ``[head]`` is a register holding the
+oldest one, so dispatch decisions start at flip-flops. The first failing check is the error.
 
 Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
 number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
@@ -24,8 +24,9 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import Decoder, first_error
+from .decoder import CHECKS, first_error
 from .engine import INDEX, QueueEntry
+from .fetch import FetchedEntry
 from .isa import Engine, ProgramError
 
 __all__ = ["Dispatcher"]
@@ -33,19 +34,16 @@ __all__ = ["Dispatcher"]
 
 class Dispatcher(wiring.Component):
     """Ports: ``start``, ``stop`` (controller), ``program_len``; ``insn`` in (fetch FIFO);
-    ``fault``/``fault_index`` (fetch unit); ``engines_idle`` (every queue empty, nothing
+    ``fault``/``fault_index`` (fetch unit; ``insn`` is a stream of FetchedEntry); ``engines_idle`` (every queue empty, nothing
     executing); ``load``/``exec``/``store`` queue streams out; ``halted``, ``stuck``, ``index``
     (next instruction); ``error``/``error_en``/``error_index`` out; ``dispatched`` (a pulse per
     instruction dispatched)."""
-    def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
-        self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
-                               scratchpad_depth=scratchpad_depth,
-                               accumulator_depth=accumulator_depth)
+    def __init__(self):
         super().__init__({
             "start":        In(1),
             "stop":         In(1),
             "program_len":  In(32),
-            "insn":         In(stream.Signature(QueueEntry())),
+            "insn":         In(stream.Signature(FetchedEntry())),
             "fault":        In(1),
             "fault_index":  In(INDEX),
             "engines_idle": In(1),
@@ -63,31 +61,27 @@ class Dispatcher(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        dec = m.submodules.decoder = self.decoder
-
-        # Decode stage: the head of the fetch FIFO is checked by the decoder and moves, with the
-        # decoder's verdict, into the ``head`` register; dispatch works from that register only.
+        # The head of the fetch FIFO moves, with the decoder's verdict, into the ``head``
+        # register; dispatch works from that register only.
         head = Signal(QueueEntry())
         head_valid = Signal()
-        head_faults = Signal.like(dec.faults)
+        head_faults = Signal(len(CHECKS))
         head_error = Signal(4)
         m.d.comb += head_error.eq(first_error(head_faults))
         head_engine = Signal(2)
         head_fence = Signal()
         head_halt = Signal()
         take = Signal()
-        m.d.comb += [
-            dec.word.eq(self.insn.payload.word),
-            self.insn.ready.eq(~head_valid | take),
-        ]
+        fetched = self.insn.payload
+        m.d.comb += self.insn.ready.eq(~head_valid | take)
         with m.If(self.start):
             m.d.sync += head_valid.eq(0)
         with m.Elif(self.insn.ready):
             m.d.sync += head_valid.eq(self.insn.valid)
             with m.If(self.insn.valid):
-                m.d.sync += [head.eq(self.insn.payload), head_faults.eq(dec.faults),
-                             head_engine.eq(dec.engine), head_fence.eq(dec.fence),
-                             head_halt.eq(dec.halt)]
+                m.d.sync += [head.eq(fetched.entry), head_faults.eq(fetched.faults),
+                             head_engine.eq(fetched.engine), head_fence.eq(fetched.fence),
+                             head_halt.eq(fetched.halt)]
 
         length = Signal(32)
         active = Signal()
@@ -106,15 +100,32 @@ class Dispatcher(wiring.Component):
         with m.If(self.start):
             m.d.sync += [active.eq(1), self.halted.eq(0), self.index.eq(0),
                          length.eq(self.program_len)]
-        with m.Elif(self.stop | self.error_en):
+        with m.Elif(self.stop):
             m.d.sync += active.eq(0)
+        # (An error does not clear ``active``: the failing instruction is not taken, so nothing
+        # moves until the controller's ``stop``.)
+
+        # With no instruction at the head: the next one could not be fetched, or the program has
+        # no more. Both are comparisons of registers, made a cycle ahead (``index`` only moves by
+        # dispatching an instruction, which neither condition allows, so they are never stale
+        # when they are true; they are cleared by ``start``).
+        at_fault = Signal()
+        at_end = Signal()
+        with m.If(self.start):
+            m.d.sync += [at_fault.eq(0), at_end.eq(0)]
+        with m.Else():
+            m.d.sync += [at_fault.eq(self.fault & (self.fault_index == self.index)),
+                         at_end.eq(self.index == length)]
 
         # ``engines_idle`` as of the previous cycle, and nothing dispatched since (a FENCE waits
         # one cycle longer; the engines cannot get work while it waits, so it cannot be stale).
         idle = Signal()
         m.d.sync += idle.eq(self.engines_idle & ~take)
 
-        running = active & ~self.halted & ~self.stop
+        # ``stop`` clears ``active`` (a register) but does not gate dispatch in the cycle it rises:
+        # it fans out far, and an instruction dispatched in that cycle goes to a queue that
+        # ``stop`` is emptying (and its index is not reported).
+        running = active & ~self.halted
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
             with m.If(head_valid):
@@ -129,9 +140,9 @@ class Dispatcher(wiring.Component):
                     m.d.comb += [go.eq(1), take.eq(target_ready), self.stuck.eq(~target_ready)]
             # An instruction the fetch unit could not read, or one past the end of the program,
             # never reaches the decode stage.
-            with m.Elif(self.fault & (self.fault_index == self.index)):
+            with m.Elif(at_fault):
                 m.d.comb += [self.error.eq(ProgramError.BUS_ERROR), self.error_en.eq(1)]
-            with m.Elif(self.index == length):
+            with m.Elif(at_end):
                 m.d.comb += [self.error.eq(ProgramError.NO_HALT), self.error_en.eq(1)]
         with m.Else():
             m.d.comb += self.stuck.eq(1)

@@ -5,11 +5,20 @@
     start ─► next = 0 ─► while next < length and the FIFO has room for a chunk:
                            DMA LOAD descriptor: program_addr + 16*next, CHUNK instructions
                            (rows of ``word_bytes``: 16, or 4 when accumulator rows are shorter)
-             DMA rows ─► assemble 128-bit words ─► FIFO of (word, index) ─► dispatcher
+             DMA rows ─► assemble 128-bit words ─► [decode] ─► [checks]
+                      ─► FIFO of FetchedEntry ─► dispatcher
 
 The descriptor targets the accumulator only so that the DMA's checks accept it (rows of up to
 ``4*lanes`` bytes, ``rows`` <= depth); the rows never reach the accumulator: rtl/top.py routes the
 DMA's row output to the fetch unit while it owns the DMA.
+
+Instructions are decoded on their way into the FIFO, by a :class:`~tessera.rtl.decoder.Decoder`
+with one register stage: ``[decode]`` holds the instruction while the decoder computes every
+opcode's checks (adders and comparators), ``[checks]`` holds them while the opcode selects its
+own; the verdict (checks, target engine, FENCE, HALT) enters the FIFO with the instruction. The
+FIFO's writes never wait (a descriptor is issued only when the FIFO has room for all of it), so
+the two stages cost two cycles of latency and no stalls, and the decoder is not in front of the
+dispatcher.
 
 A bus error while fetching does not stop the program at once: the fetch unit stops and records the
 index of the first instruction it could not read; the dispatcher reports BUS_ERROR when it reaches
@@ -18,28 +27,41 @@ instruction-level simulator, and prefetching past HALT never fails a program).
 """
 
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .decoder import CHECKS, Decoder
 from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
 from .engine import INDEX, QueueEntry
 from .isa import INSTRUCTION_BITS, INSTRUCTION_BYTES
 
-__all__ = ["FetchUnit"]
+__all__ = ["FetchUnit", "FetchedEntry"]
 
 #: Instructions fetched per DMA descriptor, and the FIFO depth (two chunks).
 CHUNK = 8
 FIFO_DEPTH = 2 * CHUNK
 
 
+class FetchedEntry(data.StructLayout):
+    """An instruction with its index (``entry``) and the decoder's verdict on it: ``faults``
+    (one bit per check of :data:`~tessera.rtl.decoder.CHECKS`), ``engine``, ``fence``,
+    ``halt``."""
+    def __init__(self):
+        super().__init__({"entry": QueueEntry(), "faults": len(CHECKS), "engine": 2,
+                          "fence": 1, "halt": 1})
+
+
 class FetchUnit(wiring.Component):
     """Ports: ``start`` (pulse; samples ``program_addr``/``program_len``), ``abort``,
     ``descriptor``/``dma_done``/``dma_error`` (DMA client), ``row_valid``/``row_data`` (the DMA's
-    row output while the fetch unit owns the DMA), ``insn`` (stream of QueueEntry out),
+    row output while the fetch unit owns the DMA), ``insn`` (stream of FetchedEntry out),
     ``fault``/``fault_index`` (a bus error stopped fetching before instruction ``fault_index``),
     ``busy`` (a descriptor is outstanding)."""
-    def __init__(self, *, lanes, accumulator_depth):
+    def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
+        self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
+                               scratchpad_depth=scratchpad_depth,
+                               accumulator_depth=accumulator_depth, stages=1)
         self.word_bytes = INSTRUCTION_BYTES if 4 * lanes >= INSTRUCTION_BYTES else 4
         self.rows_per_insn = INSTRUCTION_BYTES // self.word_bytes
         self.chunk = max(1, min(CHUNK, accumulator_depth // self.rows_per_insn))
@@ -56,7 +78,7 @@ class FetchUnit(wiring.Component):
             "dma_error":    In(4),
             "row_valid":    In(1),
             "row_data":     In(8 * 4 * lanes),
-            "insn":         Out(stream.Signature(QueueEntry())),
+            "insn":         Out(stream.Signature(FetchedEntry())),
             "fault":        Out(1),
             "fault_index":  Out(INDEX),
             "busy":         Out(1),
@@ -64,7 +86,7 @@ class FetchUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fifo = SyncFIFOBuffered(width=QueueEntry().size, depth=FIFO_DEPTH)
+        fifo = SyncFIFOBuffered(width=FetchedEntry().size, depth=FIFO_DEPTH)
         m.submodules.fifo = ResetInserter(self.start | self.abort)(fifo)
 
         # Descriptor state, kept in registers so that the descriptor leaves the fetch unit
@@ -91,13 +113,20 @@ class FetchUnit(wiring.Component):
         ]
 
         issued = Signal()
+        decode_valid = Signal()     # the decode stage holds an instruction
+        checks_valid = Signal()     # the checks stage holds an instruction
         pushed = Signal()
         running = Signal()
         waiting = Signal()          # a descriptor is outstanding
+        # Whether a descriptor can be issued, from the registers of the previous cycle (so the
+        # comparisons are not in front of the DMA arbiter); not in the cycle after an issue
+        # (``waiting`` is set then) or a start.
+        can_issue = Signal()
+        m.d.sync += can_issue.eq(running & ~waiting & ~self.fault & ~issued & ~self.start &
+                                 (chunk != 0) & (credits >= chunk))
         m.d.comb += [
-            self.busy.eq(waiting | self.descriptor.valid),
-            self.descriptor.valid.eq(running & ~waiting & ~self.abort & ~self.fault &
-                                     (chunk != 0) & (credits >= chunk)),
+            self.busy.eq(waiting | self.descriptor.valid | decode_valid | checks_valid),
+            self.descriptor.valid.eq(can_issue & ~self.abort),
             issued.eq(self.descriptor.valid & self.descriptor.ready),
         ]
 
@@ -128,19 +157,42 @@ class FetchUnit(wiring.Component):
         row = self.row_data[:8 * self.word_bytes]
         if self.rows_per_insn == 1:
             complete = self.row_valid
-            m.d.comb += fifo.w_data.eq(Cat(row, push_index))
+            complete_word = row
         else:
             complete = self.row_valid & (part == self.rows_per_insn - 1)
             with m.If(self.row_valid):
                 m.d.sync += [part.eq(Mux(complete, 0, part + 1)),
                              word.eq(Cat(word[8 * self.word_bytes:], row))]
-            m.d.comb += fifo.w_data.eq(Cat(word[8 * self.word_bytes:], row, push_index))
-        m.d.comb += [
-            pushed.eq(complete & ~self.abort & ~self.start),
-            fifo.w_en.eq(pushed),
-        ]
+            complete_word = Cat(word[8 * self.word_bytes:], row)
+        m.d.comb += pushed.eq(complete & ~self.abort & ~self.start)
         with m.If(pushed):
             m.d.sync += push_index.eq(push_index + 1)
+
+        # Decode and checks stages: a complete instruction spends a cycle in each while the
+        # decoder's pipeline checks it, then enters the FIFO with the verdict.
+        dec = m.submodules.decoder = self.decoder
+        decode_word = Signal(INSTRUCTION_BITS)
+        decode_index = Signal(INDEX)
+        checks_word = Signal(INSTRUCTION_BITS)
+        checks_index = Signal(INDEX)
+        m.d.sync += [decode_valid.eq(pushed), checks_valid.eq(decode_valid & ~self.abort),
+                     checks_word.eq(decode_word), checks_index.eq(decode_index)]
+        with m.If(pushed):
+            m.d.sync += [decode_word.eq(complete_word), decode_index.eq(push_index)]
+        with m.If(self.start):
+            m.d.sync += checks_valid.eq(0)
+        entry = Signal(FetchedEntry())
+        m.d.comb += [
+            dec.word.eq(decode_word),
+            entry.entry.word.eq(checks_word),
+            entry.entry.index.eq(checks_index),
+            entry.faults.eq(dec.faults),
+            entry.engine.eq(dec.engine),
+            entry.fence.eq(dec.fence),
+            entry.halt.eq(dec.halt),
+            fifo.w_data.eq(entry.as_value()),
+            fifo.w_en.eq(checks_valid & ~self.abort & ~self.start),
+        ]
 
         m.d.comb += [
             self.insn.payload.as_value().eq(fifo.r_data),

@@ -110,10 +110,10 @@ class Tessera(wiring.Component):
                        scratchpad_depth=scratchpad_depth, accumulator_depth=accumulator_depth)
         self.scratchpad = Scratchpad(lanes=lanes, depth=scratchpad_depth)
         self.accumulator = Accumulator(lanes=lanes, depth=accumulator_depth)
-        self.fetch = FetchUnit(lanes=lanes, accumulator_depth=accumulator_depth)
-        self.dispatcher = Dispatcher(rows=rows, cols=cols, lanes=lanes,
-                                     scratchpad_depth=scratchpad_depth,
-                                     accumulator_depth=accumulator_depth)
+        self.fetch = FetchUnit(rows=rows, cols=cols, lanes=lanes,
+                               scratchpad_depth=scratchpad_depth,
+                               accumulator_depth=accumulator_depth)
+        self.dispatcher = Dispatcher()
         self.load_engine = LoadEngine()
         self.exec_engine = ExecEngine(rows=rows, cols=cols, lanes=lanes,
                                       scratchpad_addr_width=self.scratchpad.addr_width,
@@ -141,10 +141,11 @@ class Tessera(wiring.Component):
 
         # --- soft reset and watchdog reset ------------------------------------------------------
         soft_reset_pending = Signal()
+        dma_busy = Signal()            # the DMA runs a descriptor or the arbiter holds one for it
         soft_reset = Signal()          # the cycle the engines are reset by CTRL.soft_reset
         engine_reset = Signal()
         m.d.comb += [
-            soft_reset.eq(soft_reset_pending & ~dma.busy),
+            soft_reset.eq(soft_reset_pending & ~dma_busy),
             engine_reset.eq(soft_reset | ctrl.force_reset),
         ]
         with m.If(regs.ctrl.soft_reset):
@@ -189,7 +190,7 @@ class Tessera(wiring.Component):
             ctrl.dispatch_error_en.eq(disp.error_en),
             ctrl.dispatch_error_index.eq(disp.error_index),
             ctrl.fetch_busy.eq(fetch.busy),
-            ctrl.dma_busy.eq(dma.busy),
+            ctrl.dma_busy.eq(dma_busy),
             ctrl.mac_active.eq(exe.mac_active),
             ctrl.bytes_read.eq(dma.bytes_read),
             ctrl.bytes_written.eq(dma.bytes_written),
@@ -210,9 +211,10 @@ class Tessera(wiring.Component):
         # --- DMA arbiter ---------------------------------------------------------------------------
         hook_pending = Signal()
         hook_valid = Signal()
+        grant_hook = Signal()
         with m.If(regs.dma_start.start & ~soft_reset_pending):
             m.d.sync += hook_pending.eq(1)
-        with m.Elif((hook_valid & dma.descriptor.ready) | engine_reset):
+        with m.Elif(grant_hook | engine_reset):
             m.d.sync += hook_pending.eq(0)
         m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & ~ctrl.running)
         requests = {
@@ -221,22 +223,39 @@ class Tessera(wiring.Component):
             "load": (load.descriptor.valid, load.descriptor.payload),
             "hook": (hook_valid, dma_descriptor(regs)),
         }
+        # The winner's descriptor goes into a holding register (``held``), which offers it to the
+        # DMA: the DMA's descriptor register is loaded from flip-flops, not through the clients'
+        # request logic and the priority. A client's request is taken when the holding register
+        # is free or being emptied this cycle; ``owner`` is set when the DMA takes the descriptor.
         owner = Signal(range(len(CLIENTS)))
-        granted = [Signal(name=f"grant_{name}") for name in CLIENTS]
+        held = Signal.like(dma.descriptor.payload)
+        held_valid = Signal()
+        held_owner = Signal(range(len(CLIENTS)))
+        hold_free = Signal()
+        m.d.comb += [
+            dma.descriptor.valid.eq(held_valid),
+            dma.descriptor.payload.eq(held),
+            hold_free.eq(~held_valid | dma.descriptor.ready),
+            dma_busy.eq(dma.busy | held_valid),
+        ]
+        with m.If(held_valid & dma.descriptor.ready):
+            m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
+        granted = [grant_hook if name == "hook" else Signal(name=f"grant_{name}")
+                   for name in CLIENTS]
         earlier = 0
         for i, name in enumerate(CLIENTS):
             valid, payload = requests[name]
-            m.d.comb += granted[i].eq(valid & ~earlier)
+            m.d.comb += granted[i].eq(valid & ~earlier & hold_free)
             earlier = earlier | valid
             with m.If(granted[i]):
-                m.d.comb += [dma.descriptor.valid.eq(1), dma.descriptor.payload.eq(payload)]
-                with m.If(dma.descriptor.ready):
-                    m.d.sync += owner.eq(i)
+                m.d.sync += [held_valid.eq(1), held.eq(payload), held_owner.eq(i)]
+        with m.If(engine_reset):
+            m.d.sync += held_valid.eq(0)
         for i, name in enumerate(CLIENTS):
             if name != "hook":
                 client = {"store": store, "fetch": fetch, "load": load}[name]
                 m.d.comb += [
-                    client.descriptor.ready.eq(granted[i] & dma.descriptor.ready),
+                    client.descriptor.ready.eq(granted[i]),
                     client.dma_done.eq(dma.done & (owner == i)),
                     client.dma_error.eq(dma.error),
                 ]
@@ -250,10 +269,18 @@ class Tessera(wiring.Component):
             m.d.sync += hook_error.eq(dma.error != DmaError.NONE)
         with m.Elif(ctrl.begin):
             m.d.sync += hook_error.eq(0)
+        # STATUS's inputs come from registers (a cycle later, all three together), so the
+        # register file's read multiplexer starts at flip-flops.
+        status_busy, status_done, status_error = Signal(), Signal(), Signal()
+        m.d.sync += [
+            status_busy.eq(ctrl.running | hook_pending | dma_busy),
+            status_done.eq(ctrl.done | hook_done),
+            status_error.eq((ctrl.error_code != 0) | hook_error),
+        ]
         m.d.comb += [
-            regs.status.busy.eq(ctrl.running | hook_pending | dma.busy),
-            regs.status.done_set.eq(ctrl.done | hook_done),
-            regs.status.error.eq((ctrl.error_code != 0) | hook_error),
+            regs.status.busy.eq(status_busy),
+            regs.status.done_set.eq(status_done),
+            regs.status.error.eq(status_error),
             regs.error_code.code.eq(ctrl.error_code),
             regs.error_info.index.eq(ctrl.error_index),
             regs.dma_error.code.eq(dma.error),
@@ -337,9 +364,11 @@ class Tessera(wiring.Component):
         fifo = SyncFIFOBuffered(width=32 * lanes, depth=READ_SLOTS)
         m.submodules.read_fifo = engines(fifo)
         in_use = Signal(range(READ_SLOTS + 1))
+        in_use_next = Signal.like(in_use)
+        full = Signal()            # in_use == READ_SLOTS, a register (the request's ready)
         pop = Signal()
         requant = Signal()
-        ready = in_use != READ_SLOTS
+        ready = ~full
         if rq.beats > 1:
             requant_wait = Signal(range(rq.beats))
             with m.If(engine_reset):
@@ -355,10 +384,8 @@ class Tessera(wiring.Component):
             take.eq(req.valid & req.ready),
             pop.eq(fifo.r_rdy & fifo.r_en),
         ]
-        with m.If(engine_reset):
-            m.d.sync += in_use.eq(0)
-        with m.Else():
-            m.d.sync += in_use.eq(in_use + take - pop)
+        m.d.comb += in_use_next.eq(Mux(engine_reset, 0, in_use + take - pop))
+        m.d.sync += [in_use.eq(in_use_next), full.eq(in_use_next == READ_SLOTS)]
         spad_valid = delay(m, take & to_spad, spad.read_latency, "spad_read")
         acc_valid = delay(m, dma_acc_read, acc.read_latency, "acc_read")
         m.d.comb += [
