@@ -6,6 +6,10 @@ Options (each also has an environment variable, so that plain ``pytest`` takes t
                                  (default: all that are installed)
   --seed N        TESSERA_SEED   seed of every randomized test (default: a fresh one, printed)
   --run-slow      TESSERA_SLOW=1 also run long regressions marked ``slow``
+
+Tests run in parallel, one pytest-xdist worker per core (``-n auto`` in pyproject.toml; ``-n 0``
+runs them in this process). The seed is drawn once, by the controlling process, and handed to
+every worker, so one seed replays the whole run.
 """
 
 import os
@@ -31,10 +35,20 @@ def _seed(config):
 
 
 def pytest_configure(config):
-    config._tessera_seed = _seed(config)
+    worker = getattr(config, "workerinput", None)       # set in pytest-xdist workers
+    if worker is not None and "tessera_seed" in worker:
+        config._tessera_seed = worker["tessera_seed"]
+    else:
+        config._tessera_seed = _seed(config)
     os.environ["TESSERA_SEED"] = str(config._tessera_seed)
     if config.getoption("--sim"):
         os.environ["TESSERA_SIM"] = config.getoption("--sim")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: give each worker the controlling process's seed."""
+    node.workerinput["tessera_seed"] = node.config._tessera_seed
 
 
 def pytest_report_header(config):

@@ -11,8 +11,12 @@ present). Asking for a simulator that is missing is an error, not a skip.
 
 Designs are Amaranth components; :func:`build` writes their Verilog and compiles it once per
 (design, parameters, simulator), :func:`run` runs one cocotb test module against that build.
+Builds are safe to share between processes (pytest-xdist workers): a build directory is locked
+while it is written and compiled, and every run gets its own directory.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +28,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "available", "selected", "build", "run", "run_directory", "BUILD_ROOT"]
+__all__ = ["SIMULATORS", "available", "selected", "build", "run", "run_directory", "BUILD_ROOT",
+           "write_if_changed"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -103,10 +108,27 @@ class Build:
 _builds = {}
 
 
-def _write_if_changed(path, text):
-    """Write ``text`` to ``path`` unless it already holds exactly that (keeps its mtime)."""
+def write_if_changed(path, text):
+    """Write ``text`` to ``path`` unless it already holds exactly that (keeps its mtime). The
+    new text is written to a temporary file and renamed, so a reader never sees half of it."""
+    path = Path(path)
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text)
+        os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def _locked(directory):
+    """Hold an exclusive lock on ``directory`` (a ``.lock`` file in it) for the block: processes
+    that build the same design at the same time (pytest-xdist workers, the CLI) take turns, and
+    the later ones find the build done."""
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, quiet=False):
@@ -118,8 +140,6 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
     ``name`` becomes the Verilog module name of the design; ``extra_sources`` are further Verilog
     files (e.g. a testbench wrapper) and ``toplevel`` the module to simulate (default ``name``).
     """
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
     key = (sim, _design_key(name, params), tuple(map(str, extra_sources)), toplevel)
     if key in _builds:
         return _builds[key]
@@ -127,8 +147,19 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         _verilator_root()
     directory = BUILD_ROOT / sim / _design_key(name, params)
     directory.mkdir(parents=True, exist_ok=True)
+    verilog_text = verilog.convert(make_design(**params), name=name)
+    with _locked(directory):
+        runner = _build_locked(sim, name, directory, verilog_text, extra_sources, toplevel,
+                               quiet)
+    result = _builds[key] = Build(sim, runner, toplevel or name, directory, params)
+    return result
+
+
+def _build_locked(sim, name, directory, verilog_text, extra_sources, toplevel, quiet):
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
     source = directory / f"{name}.v"
-    _write_if_changed(source, verilog.convert(make_design(**params), name=name))
+    write_if_changed(source, verilog_text)
     toplevel = toplevel or name
     runner = get_runner(sim)
     build_args = []
@@ -144,7 +175,7 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
                       "--no-public-flat-rw"]
         control = directory / "public_top.vlt"
-        _write_if_changed(control, f'`verilator_config\npublic_flat_rw -module '
+        write_if_changed(control, f'`verilator_config\npublic_flat_rw -module '
                                    f'"{toplevel or name}" -var "*"\n')
         sources.insert(0, VerilatorControlFile(control))  # the runner takes the last as top
     # A change of the build arguments alone (not visible in the sources' times) forces a rebuild.
@@ -163,8 +194,7 @@ def build(sim, name, make_design, params, *, extra_sources=(), toplevel=None, qu
         log_file=directory / "build.log" if quiet else None,
     )
     args_file.write_text(args_text)
-    result = _builds[key] = Build(sim, runner, toplevel, directory, params)
-    return result
+    return runner
 
 
 def run_directory(design, testcase=None):
