@@ -6,7 +6,8 @@ alignment, strides of 0, smaller and larger than the row, requantization with ar
 parameters, overwrite and accumulate, R != C), and every instruction waits, through a dependency
 token, for the one before it when that one ran on another engine (FENCEs are sprinkled in too). So
 the final memory image does not depend on timing, and the simulator and the RTL must agree on it
-byte for byte. :func:`faulty_program` plants one error of a chosen kind.
+byte for byte. :func:`faulty_program` plants one error of a chosen kind. :func:`gemm_image` is a
+compiled GEMM with random int8 operands written into its image.
 """
 
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ import numpy as np
 from tessera.rtl.isa import ENGINE_OF, TOKEN_LIMIT, Engine, Opcode, ProgramError, assemble, \
     encode
 
-__all__ = ["GeneratedProgram", "random_program", "faulty_program", "FAULTS", "MEMORY_SIZE"]
+__all__ = ["GeneratedProgram", "random_program", "faulty_program", "gemm_image", "FAULTS",
+           "MEMORY_SIZE"]
 
 #: Size of the memory image (bytes); addresses at or above it answer DECERR.
 MEMORY_SIZE = 1 << 16
@@ -222,3 +224,17 @@ def faulty_program(config, rng, fault):
     code = assemble(words)
     image[program_addr:program_addr + len(code)] = code
     return GeneratedProgram(bytes(image), length, program_addr, FAULTS[fault], index)
+
+
+def gemm_image(config, rng, m, k, n):
+    """``compile_gemm(config, m, k, n)`` with random int8 ``a`` (m x k) and ``b`` (k x n) drawn
+    from ``rng`` (a numpy Generator) and written into a copy of its image: returns ``(program,
+    a, b, image)``, ``image`` a bytearray."""
+    from tessera.sim.compiler import compile_gemm
+    program = compile_gemm(config, m, k, n)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    image = bytearray(program.image)
+    program.write_input(image, "a", a)
+    program.write_input(image, "b", b)
+    return program, a, b, image

@@ -35,6 +35,7 @@ from tessera.sim.compiler import compile_dense, compile_gemm
 from tessera.sim.config import AcceleratorConfig
 from tessera.sim.driver import AcceleratorError, BoardBackend, Driver, GoldenBackend
 from tessera.sim.layers import Dense
+from tessera.tb.program_gen import gemm_image
 
 CONFIG = AcceleratorConfig(rows=4, cols=4, scratchpad_depth=64, accumulator_depth=32,
                            bus_width=32)
@@ -292,12 +293,7 @@ def test_execute_matches_the_golden_backend(seed):
     backend's result: the image, the error and the counters read back."""
     rng = np.random.default_rng(seed)
     m, k, n = (int(x) for x in rng.integers(1, 12, size=3))
-    program = compile_gemm(CONFIG, m, k, n)
-    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
-    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    image = bytearray(program.image)
-    program.write_input(image, "a", a)
-    program.write_input(image, "b", b)
+    program, a, b, image = gemm_image(CONFIG, rng, m, k, n)
     link = Link(FakeBoard(CONFIG), config=CONFIG)
     result = link.execute(CONFIG, image, program.program_addr, program.length)
     np.testing.assert_array_equal(program.read_output(result.memory, "c"), golden.gemm(a, b))

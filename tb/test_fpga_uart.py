@@ -22,10 +22,10 @@ from tessera.fpga.board_top import SimBoardTop
 from tessera.rtl.isa import ProgramError
 from tessera.rtl.registers import ID_VALUE, PERF_COUNTERS
 from tessera.sim import golden
-from tessera.sim.compiler import compile_gemm
 from tessera.sim.config import AcceleratorConfig
 from tessera.sim.isa_sim import Machine
 from tessera.tb import simulators
+from tessera.tb.program_gen import gemm_image
 
 CONFIG = AcceleratorConfig(rows=4, cols=4, scratchpad_depth=64, accumulator_depth=32,
                            bus_width=32)
@@ -52,9 +52,7 @@ def _spram_model():
     end = text.index("endmodule", start) + len("endmodule")
     path = simulators.BUILD_ROOT / "models" / "SB_SPRAM256KA.v"
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = text[start:end] + "\n"
-    if not path.exists() or path.read_text() != model:
-        path.write_text(model)
+    simulators.write_if_changed(path, text[start:end] + "\n")
     return path
 
 
@@ -76,12 +74,7 @@ def test_gemm_over_uart_with_spram(seed):
 def _check_gemm(design, seed):
     rng = np.random.default_rng(seed)
     m, k, n = (int(x) for x in rng.integers(2, 10, size=3))
-    program = compile_gemm(CONFIG, m, k, n)
-    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
-    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    image = bytearray(program.image)
-    program.write_input(image, "a", a)
-    program.write_input(image, "b", b)
+    program, a, b, image = gemm_image(CONFIG, rng, m, k, n)
     assert len(image) <= PARAMS["mem_size"], "the test image must fit the board's RAM"
     with tempfile.TemporaryDirectory(prefix="tessera-uart-") as tmp:
         request, response = Path(tmp) / "request.npz", Path(tmp) / "response.npz"
