@@ -1,6 +1,6 @@
 """Instruction decoder: which queue an instruction goes to, and whether it is legal.
 
-Combinational, or a pipeline of one register stage (``stages=1``). The checks are those of
+Combinational, or a pipeline of one or two register stages (``stages``). The checks are those of
 rtl/isa.py, made in this order (the first failing one is the error): ILLEGAL_OPCODE, ILLEGAL_TOKEN,
 ZERO_LENGTH, ROW_TOO_LONG, SPAD_RANGE, ACC_RANGE, BAD_CLAMP. Range checks use the full width of the
 sums, so nothing wraps.
@@ -23,13 +23,15 @@ class Decoder(wiring.Component):
     per check of :data:`CHECKS`: ``error`` is :func:`first_error` of them), ``engine`` (Engine of
     LOAD/MATMUL/STORE/CONFIG), ``fence``, ``halt`` out.
 
-    ``stages``: 0, the outputs are combinational; 1, the decoder is a pipeline of one register
-    stage (the outputs are those of the word of the previous cycle): every opcode's checks (the
-    adders and comparators) are computed and registered, then the opcode selects among them.
+    ``stages``: 0, the outputs are combinational; 1 or 2, the decoder is a pipeline of that many
+    register stages (the outputs are those of the word ``stages`` cycles earlier). Every
+    opcode's checks are computed whatever the opcode: the field checks and the ends of the
+    buffer ranges (adders; registered with ``stages=2``), then the ends against the buffer
+    depths (comparators; registered with ``stages`` >= 1), then the opcode selects its checks.
     """
     def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth, stages=0):
-        if stages not in (0, 1):
-            raise ValueError(f"stages must be 0 or 1, not {stages!r}")
+        if stages not in (0, 1, 2):
+            raise ValueError(f"stages must be 0, 1 or 2, not {stages!r}")
         self.rows, self.cols, self.lanes = rows, cols, lanes
         self.scratchpad_depth, self.accumulator_depth = scratchpad_depth, accumulator_depth
         self.stages = stages
@@ -48,34 +50,51 @@ class Decoder(wiring.Component):
         op = w.header.opcode
         lanes, spad, acc = self.lanes, self.scratchpad_depth, self.accumulator_depth
         ld, mm, st, cf = w.load, w.matmul, w.store, w.config
-        to_acc = ld.buffer == Buffer.ACCUMULATOR
 
-        # Step 1: the checks of every opcode, computed whatever the opcode is.
-        checks = {
+        def registered(values, name, register):
+            """``values`` (a dict) as signals, through a register stage if ``register``."""
+            out = {}
+            for key, value in values.items():
+                out[key] = Signal(len(value), name=f"{name}_{key}")
+                domain = m.d.sync if register else m.d.comb
+                domain += out[key].eq(value)
+            return out
+
+        # Step 1a: the opcode, the field checks and the ends of the buffer ranges (sums), of
+        # every opcode, whatever the opcode is.
+        a = registered({
             "is_load": op == Opcode.LOAD, "is_matmul": op == Opcode.MATMUL,
             "is_store": op == Opcode.STORE, "is_config": op == Opcode.CONFIG,
             "is_fence": op == Opcode.FENCE, "is_halt": op == Opcode.HALT,
             "tokens": w.header.pop | w.header.push,
+            "to_acc": ld.buffer == Buffer.ACCUMULATOR,
             "load_zero": (ld.rows == 0) | (ld.row_bytes == 0),
-            "load_too_long": ld.row_bytes > Mux(to_acc, 4 * lanes, lanes),
-            "load_spad": ~to_acc & (ld.sram_row + ld.rows > spad),
-            "load_acc": to_acc & (ld.sram_row + ld.rows > acc),
+            "load_too_long": ld.row_bytes > Mux(ld.buffer == Buffer.ACCUMULATOR, 4 * lanes,
+                                                lanes),
+            "load_end": ld.sram_row + ld.rows,
             "matmul_zero": mm.rows == 0,
-            "matmul_spad": (mm.wgt_row + self.rows > spad) | (mm.act_row + mm.rows > spad),
-            "matmul_acc": mm.acc_row + mm.rows > acc,
+            "matmul_wgt_end": mm.wgt_row + self.rows,
+            "matmul_act_end": mm.act_row + mm.rows,
+            "matmul_acc_end": mm.acc_row + mm.rows,
             "store_zero": (st.rows == 0) | (st.row_bytes == 0),
             "store_too_long": st.row_bytes > Mux(st.requant, lanes, 4 * lanes),
-            "store_acc": st.acc_row + st.rows > acc,
-            "config_acc": cf.params_row + 2 > acc,
+            "store_end": st.acc_row + st.rows,
+            "config_end": cf.params_row + 2,
             "config_clamp": cf.act_min > cf.act_max,
-        }
-        c = {}
-        for name, value in checks.items():
-            c[name] = Signal(len(value), name=name)
-            if self.stages:
-                m.d.sync += c[name].eq(value)
-            else:
-                m.d.comb += c[name].eq(value)
+        }, "decode", self.stages >= 2)
+        # Step 1b: the ranges against the buffer depths.
+        c = registered({
+            **{key: a[key] for key in ("is_load", "is_matmul", "is_store", "is_config",
+                                       "is_fence", "is_halt", "tokens", "load_zero",
+                                       "load_too_long", "matmul_zero", "store_zero",
+                                       "store_too_long", "config_clamp")},
+            "load_spad": ~a["to_acc"] & (a["load_end"] > spad),
+            "load_acc": a["to_acc"] & (a["load_end"] > acc),
+            "matmul_spad": (a["matmul_wgt_end"] > spad) | (a["matmul_act_end"] > spad),
+            "matmul_acc": a["matmul_acc_end"] > acc,
+            "store_acc": a["store_end"] > acc,
+            "config_acc": a["config_end"] > acc,
+        }, "check", self.stages >= 1)
 
         # Step 2: the opcode selects its checks.
         own = Signal(3)                    # the instruction's own engine bit (0 for FENCE/HALT)

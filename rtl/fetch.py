@@ -42,6 +42,9 @@ __all__ = ["FetchUnit", "FetchedEntry"]
 CHUNK = 8
 FIFO_DEPTH = 2 * CHUNK
 
+#: Register stages of the decoder's pipeline in the fetch unit (see :class:`Decoder`).
+DECODE_STAGES = 2
+
 
 class FetchedEntry(data.StructLayout):
     """An instruction with its index (``entry``) and the decoder's verdict on it: ``faults``
@@ -61,7 +64,7 @@ class FetchUnit(wiring.Component):
     def __init__(self, *, rows, cols, lanes, scratchpad_depth, accumulator_depth):
         self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
                                scratchpad_depth=scratchpad_depth,
-                               accumulator_depth=accumulator_depth, stages=1)
+                               accumulator_depth=accumulator_depth, stages=DECODE_STAGES)
         self.word_bytes = INSTRUCTION_BYTES if 4 * lanes >= INSTRUCTION_BYTES else 4
         self.rows_per_insn = INSTRUCTION_BYTES // self.word_bytes
         self.chunk = max(1, min(CHUNK, accumulator_depth // self.rows_per_insn))
@@ -113,8 +116,9 @@ class FetchUnit(wiring.Component):
         ]
 
         issued = Signal()
-        decode_valid = Signal()     # the decode stage holds an instruction
-        checks_valid = Signal()     # the checks stage holds an instruction
+        decode_valid = Signal()     # the first decode stage holds an instruction
+        checks_valid = Signal()     # the last decode stage holds an instruction
+        in_flight = [decode_valid]  # the decode stages' valid flags
         pushed = Signal()
         running = Signal()
         waiting = Signal()          # a descriptor is outstanding
@@ -125,7 +129,6 @@ class FetchUnit(wiring.Component):
         m.d.sync += can_issue.eq(running & ~waiting & ~self.fault & ~issued & ~self.start &
                                  (chunk != 0) & (credits >= chunk))
         m.d.comb += [
-            self.busy.eq(waiting | self.descriptor.valid | decode_valid | checks_valid),
             self.descriptor.valid.eq(can_issue & ~self.abort),
             issued.eq(self.descriptor.valid & self.descriptor.ready),
         ]
@@ -168,19 +171,28 @@ class FetchUnit(wiring.Component):
         with m.If(pushed):
             m.d.sync += push_index.eq(push_index + 1)
 
-        # Decode and checks stages: a complete instruction spends a cycle in each while the
-        # decoder's pipeline checks it, then enters the FIFO with the verdict.
+        # Decode stages: a complete instruction spends a cycle in each of the decoder's pipeline
+        # stages (``DECODE_STAGES``, plus the one that holds it while the decoder reads it), then
+        # enters the FIFO with the verdict.
         dec = m.submodules.decoder = self.decoder
         decode_word = Signal(INSTRUCTION_BITS)
         decode_index = Signal(INDEX)
-        checks_word = Signal(INSTRUCTION_BITS)
-        checks_index = Signal(INDEX)
-        m.d.sync += [decode_valid.eq(pushed), checks_valid.eq(decode_valid & ~self.abort),
-                     checks_word.eq(decode_word), checks_index.eq(decode_index)]
+        m.d.sync += decode_valid.eq(pushed)
         with m.If(pushed):
             m.d.sync += [decode_word.eq(complete_word), decode_index.eq(push_index)]
-        with m.If(self.start):
-            m.d.sync += checks_valid.eq(0)
+        checks_word, checks_index, checks_valid_in = decode_word, decode_index, decode_valid
+        if dec.stages == 0:
+            m.d.comb += checks_valid.eq(decode_valid)
+        for stage in range(dec.stages):
+            later_word = Signal(INSTRUCTION_BITS, name=f"decode{stage + 1}_word")
+            later_index = Signal(INDEX, name=f"decode{stage + 1}_index")
+            later_valid = (checks_valid if stage == dec.stages - 1
+                           else Signal(name=f"decode{stage + 1}_valid"))
+            m.d.sync += [later_word.eq(checks_word), later_index.eq(checks_index),
+                         later_valid.eq(checks_valid_in & ~self.abort & ~self.start)]
+            checks_word, checks_index, checks_valid_in = later_word, later_index, later_valid
+            in_flight.append(later_valid)
+        m.d.comb += self.busy.eq(waiting | self.descriptor.valid | Cat(*in_flight).any())
         entry = Signal(FetchedEntry())
         m.d.comb += [
             dec.word.eq(decode_word),
