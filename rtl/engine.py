@@ -13,7 +13,7 @@ from starting anything new and empties its queue; what it is executing runs to i
 memory bus is always left idle and legal.
 """
 
-from amaranth.hdl import Module, ResetInserter, unsigned
+from amaranth.hdl import Module, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -110,8 +110,13 @@ def attach_queue(m, engine):
     ctl = engine.control
     q = m.submodules.queue = InstructionQueue()
     wiring.connect(m, wiring.flipped(engine.queue), q.push)
+    # The flush comes from a register, a cycle after ``abort`` rises (``abort`` fans out far;
+    # nothing is taken from the queue while it is high, and it stays high until the engines are
+    # quiet, so the queue is empty by then).
+    flush = Signal()
+    m.d.sync += flush.eq(ctl.abort)
     m.d.comb += [
-        q.flush.eq(ctl.abort), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid),
+        q.flush.eq(flush), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid),
         ctl.head_index.eq(q.head.index), ctl.pop.eq(q.head.word.header.pop),
     ]
     return q

@@ -142,12 +142,14 @@ class Tessera(wiring.Component):
         # --- soft reset and watchdog reset ------------------------------------------------------
         soft_reset_pending = Signal()
         dma_busy = Signal()            # the DMA runs a descriptor or the arbiter holds one for it
-        soft_reset = Signal()          # the cycle the engines are reset by CTRL.soft_reset
+        soft_reset = Signal()          # the cycle the engines' reset is decided by CTRL.soft_reset
+        # The engines' reset comes from a register (a cycle after the soft reset or watchdog
+        # decided it): it reaches every register of the engines, the buffers' pipelines and the
+        # DMA, the design's largest fan-out, so it leaves straight from a flip-flop. The
+        # controller cannot start a program in that cycle (it sees the DMA busy).
         engine_reset = Signal()
-        m.d.comb += [
-            soft_reset.eq(soft_reset_pending & ~dma_busy),
-            engine_reset.eq(soft_reset | ctrl.force_reset),
-        ]
+        m.d.comb += soft_reset.eq(soft_reset_pending & ~dma_busy)
+        m.d.sync += engine_reset.eq(soft_reset | ctrl.force_reset)
         with m.If(regs.ctrl.soft_reset):
             m.d.sync += soft_reset_pending.eq(1)
         with m.Elif(soft_reset):
@@ -190,7 +192,7 @@ class Tessera(wiring.Component):
             ctrl.dispatch_error_en.eq(disp.error_en),
             ctrl.dispatch_error_index.eq(disp.error_index),
             ctrl.fetch_busy.eq(fetch.busy),
-            ctrl.dma_busy.eq(dma_busy),
+            ctrl.dma_busy.eq(dma_busy | engine_reset),
             ctrl.mac_active.eq(exe.mac_active),
             ctrl.bytes_read.eq(dma.bytes_read),
             ctrl.bytes_written.eq(dma.bytes_written),
