@@ -50,6 +50,7 @@ class Decoder(wiring.Component):
         op = w.header.opcode
         lanes, spad, acc = self.lanes, self.scratchpad_depth, self.accumulator_depth
         ld, mm, st, cf = w.load, w.matmul, w.store, w.config
+        to_acc = ld.buffer == Buffer.ACCUMULATOR
 
         def registered(values, name, register):
             """``values`` (a dict) as signals, through a register stage if ``register``."""
@@ -67,10 +68,9 @@ class Decoder(wiring.Component):
             "is_store": op == Opcode.STORE, "is_config": op == Opcode.CONFIG,
             "is_fence": op == Opcode.FENCE, "is_halt": op == Opcode.HALT,
             "tokens": w.header.pop | w.header.push,
-            "to_acc": ld.buffer == Buffer.ACCUMULATOR,
+            "to_acc": to_acc,
             "load_zero": (ld.rows == 0) | (ld.row_bytes == 0),
-            "load_too_long": ld.row_bytes > Mux(ld.buffer == Buffer.ACCUMULATOR, 4 * lanes,
-                                                lanes),
+            "load_too_long": ld.row_bytes > Mux(to_acc, 4 * lanes, lanes),
             "load_end": ld.sram_row + ld.rows,
             "matmul_zero": mm.rows == 0,
             "matmul_wgt_end": mm.wgt_row + self.rows,

@@ -5,7 +5,7 @@
     start ─► next = 0 ─► while next < length and the FIFO has room for a chunk:
                            DMA LOAD descriptor: program_addr + 16*next, CHUNK instructions
                            (rows of ``word_bytes``: 16, or 4 when accumulator rows are shorter)
-             DMA rows ─► assemble 128-bit words ─► [decode] ─► [checks]
+             DMA rows ─► assemble 128-bit words ─► [decode] ─► [sums] ─► [checks]
                       ─► FIFO of FetchedEntry ─► dispatcher
 
 The descriptor targets the accumulator only so that the DMA's checks accept it (rows of up to
@@ -13,12 +13,12 @@ The descriptor targets the accumulator only so that the DMA's checks accept it (
 DMA's row output to the fetch unit while it owns the DMA.
 
 Instructions are decoded on their way into the FIFO, by a :class:`~tessera.rtl.decoder.Decoder`
-with one register stage: ``[decode]`` holds the instruction while the decoder computes every
-opcode's checks (adders and comparators), ``[checks]`` holds them while the opcode selects its
-own; the verdict (checks, target engine, FENCE, HALT) enters the FIFO with the instruction. The
-FIFO's writes never wait (a descriptor is issued only when the FIFO has room for all of it), so
-the two stages cost two cycles of latency and no stalls, and the decoder is not in front of the
-dispatcher.
+with :data:`DECODE_STAGES` (2) register stages: ``[decode]`` holds the instruction while the
+decoder adds up every opcode's buffer-range ends, ``[sums]`` while it compares them with the buffer
+depths, ``[checks]`` while the opcode selects its own checks; the verdict (checks, target engine,
+FENCE, HALT) enters the FIFO with the instruction. The FIFO's writes never wait (a descriptor is
+issued only when the FIFO has room for all of it), so the stages cost three cycles of latency and
+no stalls, and the decoder is not in front of the dispatcher.
 
 A bus error while fetching does not stop the program at once: the fetch unit stops and records the
 index of the first instruction it could not read; the dispatcher reports BUS_ERROR when it reaches

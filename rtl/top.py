@@ -244,13 +244,26 @@ class Tessera(wiring.Component):
             m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
         granted = [grant_hook if name == "hook" else Signal(name=f"grant_{name}")
                    for name in CLIENTS]
+        # While the holding register is free it takes the highest-priority request's payload
+        # every cycle, whether or not there is one (its enable is then ``hold_free``, two
+        # registers and a gate, not the requests; ``held_valid`` says whether it is one).
         earlier = 0
-        for i, name in enumerate(CLIENTS):
+        winner = Signal.like(held)
+        winner_owner = Signal.like(held_owner)
+        for i, name in reversed(list(enumerate(CLIENTS))):
             valid, payload = requests[name]
+            winner_next = Signal.like(held, name=f"winner_{name}")
+            owner_next = Signal.like(held_owner, name=f"winner_owner_{name}")
+            m.d.comb += [winner_next.eq(Mux(valid, payload, winner)),
+                         owner_next.eq(Mux(valid, i, winner_owner))]
+            winner, winner_owner = winner_next, owner_next
+        for i, name in enumerate(CLIENTS):
+            valid, _ = requests[name]
             m.d.comb += granted[i].eq(valid & ~earlier & hold_free)
             earlier = earlier | valid
-            with m.If(granted[i]):
-                m.d.sync += [held_valid.eq(1), held.eq(payload), held_owner.eq(i)]
+        with m.If(hold_free):
+            m.d.sync += [held.eq(winner), held_owner.eq(winner_owner),
+                         held_valid.eq(earlier)]
         with m.If(engine_reset):
             m.d.sync += held_valid.eq(0)
         for i, name in enumerate(CLIENTS):
