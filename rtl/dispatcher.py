@@ -24,7 +24,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import CHECKS, first_error
+from .decoder import first_error
 from .engine import INDEX, QueueEntry
 from .fetch import FetchedEntry
 from .isa import Engine, ProgramError
@@ -33,9 +33,9 @@ __all__ = ["Dispatcher"]
 
 
 class Dispatcher(wiring.Component):
-    """Ports: ``start``, ``stop`` (controller), ``program_len``; ``insn`` in (fetch FIFO);
-    ``fault``/``fault_index`` (fetch unit; ``insn`` is a stream of FetchedEntry); ``engines_idle`` (every queue empty, nothing
-    executing); ``load``/``exec``/``store`` queue streams out; ``halted``, ``stuck``, ``index``
+    """Ports: ``start``, ``stop`` (controller), ``program_len``; ``insn`` in (fetch FIFO, a stream
+    of FetchedEntry); ``fault``/``fault_index`` (fetch unit); ``engines_idle`` (every queue empty,
+    nothing executing); ``load``/``exec``/``store`` queue streams out; ``halted``, ``stuck``, ``index``
     (next instruction); ``error``/``error_en``/``error_index`` out; ``dispatched`` (a pulse per
     instruction dispatched)."""
     def __init__(self):
@@ -63,33 +63,26 @@ class Dispatcher(wiring.Component):
         m = Module()
         # The head of the fetch FIFO moves, with the decoder's verdict, into the ``head``
         # register; dispatch works from that register only.
-        head = Signal(QueueEntry())
+        head = Signal(FetchedEntry())
         head_valid = Signal()
-        head_faults = Signal(len(CHECKS))
         head_error = Signal(4)
-        m.d.comb += head_error.eq(first_error(head_faults))
-        head_engine = Signal(2)
-        head_fence = Signal()
-        head_halt = Signal()
+        m.d.comb += head_error.eq(first_error(head.faults))
         take = Signal()
-        fetched = self.insn.payload
         m.d.comb += self.insn.ready.eq(~head_valid | take)
         with m.If(self.start):
             m.d.sync += head_valid.eq(0)
         with m.Elif(self.insn.ready):
             m.d.sync += head_valid.eq(self.insn.valid)
             with m.If(self.insn.valid):
-                m.d.sync += [head.eq(fetched.entry), head_faults.eq(fetched.faults),
-                             head_engine.eq(fetched.engine), head_fence.eq(fetched.fence),
-                             head_halt.eq(fetched.halt)]
+                m.d.sync += head.eq(self.insn.payload)
 
         length = Signal(32)
         active = Signal()
         go = Signal()              # the head is a LOAD/MATMUL/STORE/CONFIG offered to its queue
         target_ready = Signal()
         for queue in (self.load, self.exec, self.store):
-            m.d.comb += queue.payload.eq(head)
-        with m.Switch(head_engine):
+            m.d.comb += queue.payload.eq(head.entry)
+        with m.Switch(head.engine):
             with m.Case(Engine.LOAD):
                 m.d.comb += [target_ready.eq(self.load.ready), self.load.valid.eq(go)]
             with m.Case(Engine.EXEC):
@@ -129,12 +122,12 @@ class Dispatcher(wiring.Component):
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
             with m.If(head_valid):
-                with m.If(head_faults.any()):
+                with m.If(head.faults.any()):
                     m.d.comb += [self.error.eq(head_error), self.error_en.eq(1)]
-                with m.Elif(head_halt):
+                with m.Elif(head.halt):
                     m.d.comb += take.eq(1)
                     m.d.sync += self.halted.eq(1)
-                with m.Elif(head_fence):
+                with m.Elif(head.fence):
                     m.d.comb += [take.eq(idle), self.stuck.eq(~idle)]
                 with m.Else():
                     m.d.comb += [go.eq(1), take.eq(target_ready), self.stuck.eq(~target_ready)]

@@ -117,7 +117,6 @@ class FetchUnit(wiring.Component):
 
         issued = Signal()
         decode_valid = Signal()     # the first decode stage holds an instruction
-        checks_valid = Signal()     # the last decode stage holds an instruction
         in_flight = [decode_valid]  # the decode stages' valid flags
         pushed = Signal()
         running = Signal()
@@ -180,17 +179,15 @@ class FetchUnit(wiring.Component):
         m.d.sync += decode_valid.eq(pushed)
         with m.If(pushed):
             m.d.sync += [decode_word.eq(complete_word), decode_index.eq(push_index)]
-        checks_word, checks_index, checks_valid_in = decode_word, decode_index, decode_valid
-        if dec.stages == 0:
-            m.d.comb += checks_valid.eq(decode_valid)
+        # (``checks_*``: the last stage, whose instruction the decoder's verdict is about)
+        checks_word, checks_index, checks_valid = decode_word, decode_index, decode_valid
         for stage in range(dec.stages):
             later_word = Signal(INSTRUCTION_BITS, name=f"decode{stage + 1}_word")
             later_index = Signal(INDEX, name=f"decode{stage + 1}_index")
-            later_valid = (checks_valid if stage == dec.stages - 1
-                           else Signal(name=f"decode{stage + 1}_valid"))
+            later_valid = Signal(name=f"decode{stage + 1}_valid")
             m.d.sync += [later_word.eq(checks_word), later_index.eq(checks_index),
-                         later_valid.eq(checks_valid_in & ~self.abort & ~self.start)]
-            checks_word, checks_index, checks_valid_in = later_word, later_index, later_valid
+                         later_valid.eq(checks_valid & ~self.abort & ~self.start)]
+            checks_word, checks_index, checks_valid = later_word, later_index, later_valid
             in_flight.append(later_valid)
         m.d.comb += self.busy.eq(waiting | self.descriptor.valid | Cat(*in_flight).any())
         entry = Signal(FetchedEntry())
