@@ -13,9 +13,9 @@ from starting anything new and empties its queue; what it is executing runs to i
 memory bus is always left idle and legal.
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import DmaError
@@ -70,12 +70,28 @@ class EngineControl(wiring.Signature):
 
 
 class InstructionQueue(wiring.Component):
-    """The engine's queue: a FIFO of :class:`QueueEntry` emptied by ``flush``.
+    """The engine's queue: ``depth`` :class:`QueueEntry` slots, emptied by ``flush``.
+
+    ::
+
+        push ──► [in] ──► storage (memory) ──► [head] ──► engine (``take``)
+                  │
+        count ────┴── entries anywhere in the queue; ``push.ready`` = not full
+
+    A pushed entry goes into the input register ``in`` (loaded every cycle, so its enable is
+    not the dispatcher's logic), is written into the storage in the next cycle (its write enable
+    is a flip-flop), and reaches ``head`` (the storage's registered read port) when that is
+    free: three cycles from push to ``valid`` when the queue was empty. ``count`` counts entries
+    wherever they are, so the capacity is ``depth`` whatever is in flight, and ``empty`` (a
+    register) is false from the cycle after a push: an entry on its way to the head is never
+    invisible to the FENCE and end-of-program checks.
 
     ``head`` is the oldest entry (``valid``), removed by ``take``; ``tokens_ready`` says its pops
     are satisfied by ``avail``.
     """
     def __init__(self, depth=QUEUE_DEPTH):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
         self.depth = depth
         super().__init__({
             "push":         In(stream.Signature(QueueEntry())),
@@ -85,23 +101,58 @@ class InstructionQueue(wiring.Component):
             "valid":        Out(1),
             "take":         In(1),
             "tokens_ready": Out(1),
+            "empty":        Out(1, init=1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        width = QueueEntry().size
-        fifo = SyncFIFOBuffered(width=width, depth=self.depth)
-        m.submodules.fifo = ResetInserter(self.flush)(fifo)
+        depth = self.depth
+        taken = Signal()
+        accept = Signal()
+        full = Signal()
+        count = Signal(range(depth + 1))
         m.d.comb += [
-            fifo.w_data.eq(self.push.payload.as_value()),
-            fifo.w_en.eq(self.push.valid),
-            self.push.ready.eq(fifo.w_rdy & ~self.flush),
-            self.head.as_value().eq(fifo.r_data),
-            self.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.take),
+            self.push.ready.eq(~full & ~self.flush),
+            accept.eq(self.push.valid & self.push.ready),
+            taken.eq(self.take & self.valid),
             self.tokens_ready.eq((self.head.word.header.pop & ~self.avail) == 0),
         ]
-        return m
+        # Occupancy: the flags are registers, set from comparisons of the count itself.
+        with m.If(accept & ~taken):
+            m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.empty.eq(0)]
+        with m.Elif(taken & ~accept):
+            m.d.sync += [count.eq(count - 1), full.eq(0), self.empty.eq(count == 1)]
+
+        in_valid = Signal()
+        in_data = Signal(QueueEntry().size)
+        m.d.sync += [in_valid.eq(accept), in_data.eq(self.push.payload.as_value())]
+
+        storage = m.submodules.storage = Memory(shape=QueueEntry().size, depth=depth, init=[])
+        write = storage.write_port()
+        read = storage.read_port(domain="sync")
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        stored = Signal(range(depth + 1))
+        load_head = Signal()
+        m.d.comb += [
+            write.addr.eq(produce), write.data.eq(in_data), write.en.eq(in_valid),
+            load_head.eq((stored != 0) & (~self.valid | taken)),
+            read.addr.eq(consume), read.en.eq(load_head),
+            self.head.as_value().eq(read.data),
+        ]
+        with m.If(in_valid):
+            m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
+        with m.If(load_head):
+            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+        with m.If(in_valid & ~load_head):
+            m.d.sync += stored.eq(stored + 1)
+        with m.Elif(load_head & ~in_valid):
+            m.d.sync += stored.eq(stored - 1)
+        with m.If(load_head):
+            m.d.sync += self.valid.eq(1)
+        with m.Elif(taken):
+            m.d.sync += self.valid.eq(0)
+        return ResetInserter(self.flush)(m)
 
 
 def attach_queue(m, engine):
@@ -116,7 +167,7 @@ def attach_queue(m, engine):
     flush = Signal()
     m.d.sync += flush.eq(ctl.abort)
     m.d.comb += [
-        q.flush.eq(flush), q.avail.eq(ctl.avail), ctl.empty.eq(~q.valid),
+        q.flush.eq(flush), q.avail.eq(ctl.avail), ctl.empty.eq(q.empty),
         ctl.head_index.eq(q.head.index), ctl.pop.eq(q.head.word.header.pop),
     ]
     return q

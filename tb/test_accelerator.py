@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tessera.rtl.isa import ProgramError
+from tessera.rtl.isa import Opcode, ProgramError, assemble, encode
 from tessera.rtl.registers import PERF_COUNTERS
 from tessera.sim import golden
 from tessera.sim.compiler import compile_conv2d, compile_dense, compile_gemm, compile_network
@@ -255,6 +255,56 @@ def test_digits_network_counters(seed):
                for layer in model.layers) * len(x)
     assert c["MAC_ACTIVE"] == rows, (c, rows)
     assert c["DMA_BYTES_WRITTEN"] >= x.shape[0] * 10
+
+
+# --- FENCE --------------------------------------------------------------------------------------
+
+def test_fence_orders_engines_without_tokens(seed):
+    """FENCE is the only ordering between a long MATMUL and a LOAD that overwrites the last
+    activation rows it reads (no tokens): the MATMUL must see the old rows. A FENCE that passes
+    while the MATMUL is still on its way into the EXEC queue lets the LOAD overtake it."""
+    cfg = CONFIGS["8x8"]
+    rng = np.random.default_rng(seed)
+    rows, lanes = 64, cfg.lanes
+    w = rng.integers(-128, 128, (cfg.rows, cfg.cols), dtype=np.int8)
+    a1 = rng.integers(-128, 128, (rows, cfg.rows), dtype=np.int8)
+    a2 = rng.integers(-128, 128, (rows // 2, cfg.rows), dtype=np.int8)
+    image = bytearray()
+
+    def put(data, align=16):
+        image.extend(bytes(-len(image) % align))
+        address = len(image)
+        image.extend(data)
+        return address
+
+    w_addr, a1_addr, a2_addr = put(w.tobytes()), put(a1.tobytes()), put(a2.tobytes())
+    out = put(bytes(rows * 4 * lanes))
+    act = cfg.rows                                   # activation rows follow the weights
+    words = [
+        encode(Opcode.LOAD, buffer=0, row_bytes=cfg.cols, sram_row=0, rows=cfg.rows,
+               dram_addr=w_addr, dram_stride=cfg.cols),
+        encode(Opcode.LOAD, buffer=0, row_bytes=cfg.rows, sram_row=act, rows=rows,
+               dram_addr=a1_addr, dram_stride=cfg.rows),
+        encode(Opcode.FENCE),
+        encode(Opcode.MATMUL, accumulate=0, wgt_row=0, act_row=act, acc_row=0, rows=rows),
+        encode(Opcode.FENCE),
+        encode(Opcode.LOAD, buffer=0, row_bytes=cfg.rows, sram_row=act + rows // 2,
+               rows=rows // 2, dram_addr=a2_addr, dram_stride=cfg.rows),
+        encode(Opcode.FENCE),
+        encode(Opcode.STORE, requant=0, row_bytes=4 * lanes, acc_row=0, rows=rows,
+               dram_addr=out, dram_stride=4 * lanes),
+        encode(Opcode.HALT),
+    ]
+    program_addr = put(assemble(words))
+    expected = golden.gemm(a1, w)
+
+    def check(final):
+        got = np.frombuffer(final[out:out + rows * 4 * lanes], "<i4").reshape(rows, lanes)
+        np.testing.assert_array_equal(got[:, :cfg.cols], expected,
+                                      err_msg="the MATMUL saw rows loaded after the FENCE")
+    job = Job(bytes(image), len(words), program_addr, check=check, label="fence hazard")
+    run_sequence(simulators.selected()[0], cfg, [job], seed)
+    check_jobs(cfg, [job])
 
 
 # --- watchdog ---------------------------------------------------------------------------------------
