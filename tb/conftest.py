@@ -65,7 +65,9 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="slow regression: run with --run-slow or TESSERA_SLOW=1")
     for item in items:
-        if "slow" in item.keywords:
+        params = getattr(item, "callspec", None)
+        on_icarus = params is not None and params.params.get("sim") == "icarus"
+        if "slow" in item.keywords or ("slow_on_icarus" in item.keywords and on_icarus):
             item.add_marker(skip)
 
 

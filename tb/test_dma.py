@@ -87,7 +87,12 @@ def check(sim, name, testcase, seed, full=False):
                     f"replay with TESSERA_SEED={seed}")
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+#: Configurations whose default run takes over a minute on Icarus (Verilator runs them always).
+ICARUS_SLOW = {"w128_l64"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow_on_icarus)
+                                  if n in ICARUS_SLOW else n for n in CONFIGS])
 @pytest.mark.parametrize("testcase", TESTCASES)
 def test_dma(sim, name, testcase, seed):
     check(sim, name, testcase, seed)

@@ -27,7 +27,8 @@ CONFIG = AcceleratorConfig(rows=4, cols=4, scratchpad_depth=64, accumulator_dept
 TIMEOUT = 20_000
 
 
-@pytest.mark.parametrize("bus_width", [pytest.param(32, marks=pytest.mark.slow), 64,
+@pytest.mark.parametrize("bus_width", [pytest.param(32, marks=pytest.mark.slow),
+                                       pytest.param(64, marks=pytest.mark.slow_on_icarus),
                                        pytest.param(128, marks=pytest.mark.slow)])
 def test_dma_hook_round_trip(sim, bus_width, seed):
     # With the 64-bit bus these are the parameters execute() builds for CONFIG and small images,
