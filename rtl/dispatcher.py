@@ -14,6 +14,12 @@ The fetch unit has decoded each instruction (:class:`~tessera.rtl.fetch.FetchedE
 decoder's checks, one bit each, target engine, FENCE, HALT); ``[head]`` is a register holding the
 oldest one, so dispatch decisions start at flip-flops. The first failing check is the error.
 
+Whether the target queue has room is decided here too, from credits: the dispatcher counts the
+entries it put into each queue minus the heads that queue's engine took (``*_taken``, seen a
+cycle late), so its count is never below what the queue holds and a push always finds room. The
+``full`` flags are registers next to ``[head]``: the dispatch decision (and the head register's
+enable, its widest fan-out) depends on no signal from another block.
+
 Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
 number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
 ``stuck`` says the dispatcher cannot move without an engine moving first (halted, waiting at a
@@ -27,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from .decoder import first_error
 from .engine import INDEX, QueueEntry
 from .fetch import FetchedEntry
-from .isa import Engine, ProgramError
+from .isa import QUEUE_DEPTH, Engine, ProgramError
 
 __all__ = ["Dispatcher"]
 
@@ -35,10 +41,16 @@ __all__ = ["Dispatcher"]
 class Dispatcher(wiring.Component):
     """Ports: ``start``, ``stop`` (controller), ``program_len``; ``insn`` in (fetch FIFO, a stream
     of FetchedEntry); ``fault``/``fault_index`` (fetch unit); ``engines_idle`` (every queue empty,
-    nothing executing); ``load``/``exec``/``store`` queue streams out; ``halted``, ``stuck``, ``index``
-    (next instruction); ``error``/``error_en``/``error_index`` out; ``dispatched`` (a pulse per
-    instruction dispatched)."""
-    def __init__(self):
+    nothing executing); ``load``/``exec``/``store`` queue streams out (``valid`` only when the
+    queue has room: its ``ready`` is then always high); ``load_taken``/``exec_taken``/
+    ``store_taken`` (the engine took its queue's head); ``halted``, ``stuck``, ``index`` (next
+    instruction); ``error``/``error_en``/``error_index`` out; ``dispatched`` (a pulse per
+    instruction dispatched).
+
+    ``queue_depth``: entries of each queue (their capacity, :data:`~tessera.rtl.isa.QUEUE_DEPTH`).
+    """
+    def __init__(self, queue_depth=QUEUE_DEPTH):
+        self.queue_depth = queue_depth
         super().__init__({
             "start":        In(1),
             "stop":         In(1),
@@ -50,6 +62,9 @@ class Dispatcher(wiring.Component):
             "load":         Out(stream.Signature(QueueEntry())),
             "exec":         Out(stream.Signature(QueueEntry())),
             "store":        Out(stream.Signature(QueueEntry())),
+            "load_taken":   In(1),
+            "exec_taken":   In(1),
+            "store_taken":  In(1),
             "halted":       Out(1),
             "stuck":        Out(1),
             "index":        Out(INDEX),
@@ -65,6 +80,7 @@ class Dispatcher(wiring.Component):
         # register; dispatch works from that register only.
         head = Signal(FetchedEntry())
         head_valid = Signal()
+        head_bad = Signal()        # any of the head's checks failed
         head_error = Signal(4)
         m.d.comb += head_error.eq(first_error(head.faults))
         take = Signal()
@@ -73,22 +89,41 @@ class Dispatcher(wiring.Component):
             m.d.sync += head_valid.eq(0)
         with m.Elif(self.insn.ready):
             m.d.sync += head_valid.eq(self.insn.valid)
-            with m.If(self.insn.valid):
-                m.d.sync += head.eq(self.insn.payload)
+        # The data registers load whenever the head moves (``head_valid`` says what they hold),
+        # so their enable is ``take`` and one more register, not ``start`` or the FIFO's state.
+        with m.If(self.insn.ready):
+            m.d.sync += [head.eq(self.insn.payload), head_bad.eq(self.insn.payload.faults.any())]
 
         length = Signal(32)
         active = Signal()
         go = Signal()              # the head is a LOAD/MATMUL/STORE/CONFIG offered to its queue
         target_ready = Signal()
-        for queue in (self.load, self.exec, self.store):
-            m.d.comb += queue.payload.eq(head.entry)
-        with m.Switch(head.engine):
-            with m.Case(Engine.LOAD):
-                m.d.comb += [target_ready.eq(self.load.ready), self.load.valid.eq(go)]
-            with m.Case(Engine.EXEC):
-                m.d.comb += [target_ready.eq(self.exec.ready), self.exec.valid.eq(go)]
-            with m.Case(Engine.STORE):
-                m.d.comb += [target_ready.eq(self.store.ready), self.store.valid.eq(go)]
+        queues = {Engine.LOAD: (self.load, self.load_taken),
+                  Engine.EXEC: (self.exec, self.exec_taken),
+                  Engine.STORE: (self.store, self.store_taken)}
+        for engine, (queue, taken) in queues.items():
+            # Credits: ``count`` entries in the queue as far as the dispatcher knows (its pushes,
+            # minus the engine's takes a cycle late); ``full`` is a register, set from
+            # comparisons of the count itself.
+            name = engine.name.lower()
+            count = Signal(range(self.queue_depth + 1), name=f"{name}_count")
+            full = Signal(name=f"{name}_full")
+            taken_seen = Signal(name=f"{name}_taken_seen")
+            pushed = Signal(name=f"{name}_pushed")
+            m.d.comb += [
+                queue.payload.eq(head.entry),
+                pushed.eq(go & (head.engine == engine) & ~full),
+                queue.valid.eq(pushed),
+            ]
+            with m.If(head.engine == engine):
+                m.d.comb += target_ready.eq(~full)
+            m.d.sync += taken_seen.eq(taken)
+            with m.If(self.start):
+                m.d.sync += [count.eq(0), full.eq(0)]
+            with m.Elif(pushed & ~taken_seen):
+                m.d.sync += [count.eq(count + 1), full.eq(count == self.queue_depth - 1)]
+            with m.Elif(taken_seen & ~pushed):
+                m.d.sync += [count.eq(count - 1), full.eq(0)]
 
         with m.If(self.start):
             m.d.sync += [active.eq(1), self.halted.eq(0), self.index.eq(0),
@@ -122,7 +157,7 @@ class Dispatcher(wiring.Component):
         m.d.comb += self.error_index.eq(self.index)
         with m.If(running):
             with m.If(head_valid):
-                with m.If(head.faults.any()):
+                with m.If(head_bad):
                     m.d.comb += [self.error.eq(head_error), self.error_en.eq(1)]
                 with m.Elif(head.halt):
                     m.d.comb += take.eq(1)

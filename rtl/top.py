@@ -180,6 +180,10 @@ class Tessera(wiring.Component):
             disp.program_len.eq(regs.program_len.length),
             disp.fault.eq(fetch.fault),
             disp.fault_index.eq(fetch.fault_index),
+            # An engine takes its queue's head together with the head's tokens (``pop_en``).
+            disp.load_taken.eq(load.control.pop_en),
+            disp.exec_taken.eq(exe.control.pop_en),
+            disp.store_taken.eq(store.control.pop_en),
             disp.engines_idle.eq(load.control.empty & exe.control.empty & store.control.empty &
                                  ~load.control.busy & ~exe.control.busy & ~store.control.busy &
                                  ~load.control.stall & ~exe.control.stall &
