@@ -2,12 +2,14 @@
 
 ::
 
-    IDLE ── start ──► RUN ── HALT dispatched, queues empty, engines and DMA idle ──► IDLE (done)
-                       │
-                       ├── error (dispatcher, engine, token overflow, deadlock) ──► STOP
-                       │     STOP: abort = 1 (nothing new starts, queues are emptied); what is
-                       │     executing finishes, so the bus is left idle ──► IDLE (done, error)
-                       └── watchdog ──► reset the engines and the DMA ──► IDLE (done, error)
+    IDLE ── start ──► BEGIN (one cycle: ``begin`` high, from a register) ──► RUN
+
+    RUN ── HALT dispatched, queues empty, engines and DMA idle ──► IDLE (done)
+     │
+     ├── error (dispatcher, engine, token overflow, deadlock) ──► STOP
+     │     STOP: abort = 1 (nothing new starts, queues are emptied); what is
+     │     executing finishes, so the bus is left idle ──► IDLE (done, error)
+     └── watchdog ──► reset the engines and the DMA ──► IDLE (done, error)
 
 Tokens: a counter per ordered pair of engines (src -> dst), cleared by start. A push of src to dst
 adds one, a pop by dst from src takes one; ``avail`` of engine E has bit F set while counter
@@ -241,9 +243,14 @@ class Controller(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & ~self.soft_abort & ~self.dma_busy):
-                    m.d.comb += begin.eq(1)
-                    m.d.sync += [self.error_code.eq(0), self.error_index.eq(0)]
-                    m.next = "RUN"
+                    m.d.sync += [begin.eq(1), self.error_code.eq(0), self.error_index.eq(0)]
+                    m.next = "BEGIN"
+            with m.State("BEGIN"):
+                # ``begin`` is high in this cycle only, from a register: it fans out to the
+                # fetch unit, the dispatcher and every counter, and its condition comes from the
+                # register file and the DMA.
+                m.d.sync += begin.eq(0)
+                m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [
                     self.running.eq(1),

@@ -81,10 +81,13 @@ class InstructionQueue(wiring.Component):
     A pushed entry goes into the input register ``in`` (loaded every cycle, so its enable is
     not the dispatcher's logic), is written into the storage in the next cycle (its write enable
     is a flip-flop), and reaches ``head`` (the storage's registered read port) when that is
-    free: three cycles from push to ``valid`` when the queue was empty. ``count`` counts entries
-    wherever they are, so the capacity is ``depth`` whatever is in flight, and ``empty`` (a
-    register) is false from the cycle after a push: an entry on its way to the head is never
-    invisible to the FENCE and end-of-program checks.
+    empty: three cycles from push to ``valid`` when the queue was empty, and two cycles from a
+    ``take`` to the next ``valid``. (``head`` is loaded only while it is empty, so its enable —
+    160 flip-flops — comes from two registers of the queue, not from the engine's ``take``
+    decision, which depends on the controller's tokens.) ``count`` counts entries wherever they
+    are, so the capacity is ``depth`` whatever is in flight, and ``empty`` (a register) is false
+    from the cycle after a push: an entry on its way to the head is never invisible to the FENCE
+    and end-of-program checks.
 
     ``head`` is the oldest entry (``valid``), removed by ``take``; ``tokens_ready`` says its pops
     are satisfied by ``avail``.
@@ -136,7 +139,7 @@ class InstructionQueue(wiring.Component):
         load_head = Signal()
         m.d.comb += [
             write.addr.eq(produce), write.data.eq(in_data), write.en.eq(in_valid),
-            load_head.eq((stored != 0) & (~self.valid | taken)),
+            load_head.eq((stored != 0) & ~self.valid),
             read.addr.eq(consume), read.en.eq(load_head),
             self.head.as_value().eq(read.data),
         ]
