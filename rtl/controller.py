@@ -98,7 +98,20 @@ class Controller(wiring.Component):
         # the flags and from ``one``/``almost_full`` (count == 1, count == TOKEN_LIMIT - 1), not
         # from the counter's adder.
         overflow = Signal()
-        overflow_index = Signal(INDEX)
+        # Which engine's push overflowed, and the index of each engine's push, as registers:
+        # the index is chosen from them a cycle later, so the pops (which decide whether a push
+        # overflows) reach one flip-flop per engine, not the select of a 32-bit multiplexer.
+        overflow_by = {src: Signal(name=f"overflow_by_{src.name.lower()}") for src in ENGINES}
+        overflow_by_q = {src: Signal(name=f"overflow_by_{src.name.lower()}_q") for src in ENGINES}
+        push_index_q = {src: Signal(INDEX, name=f"push_index_{src.name.lower()}_q")
+                        for src in ENGINES}
+        for src in ENGINES:
+            m.d.sync += [overflow_by_q[src].eq(overflow_by[src]),
+                         push_index_q[src].eq(self.engine(src).push_index)]
+        overflow_index_q = Signal(INDEX)
+        for src in ENGINES:        # the last engine (in ENGINES order) that overflowed
+            with m.If(overflow_by_q[src]):
+                m.d.comb += overflow_index_q.eq(push_index_q[src])
         nonzero = {}
         for src in ENGINES:
             for dst in ENGINES:
@@ -128,7 +141,7 @@ class Controller(wiring.Component):
                     full.eq(~begin & ((up & almost_full) | (full & ~down))),
                 ]
                 with m.If(inc & ~dec & full):
-                    m.d.comb += [overflow.eq(1), overflow_index.eq(self.engine(src).push_index)]
+                    m.d.comb += [overflow.eq(1), overflow_by[src].eq(1)]
         for dst in ENGINES:
             m.d.comb += self.engine(dst).avail.eq(
                 sum(nonzero[src, dst] << src for src in ENGINES if src != dst))
@@ -198,15 +211,19 @@ class Controller(wiring.Component):
             ("dispatch", self.dispatch_error_en, self.dispatch_error, self.dispatch_error_index),
             ("load", self.load.error_en, self.load.error, self.load.error_index),
             ("store", self.store.error_en, self.store.error, self.store.error_index),
-            ("overflow", overflow, ProgramError.TOKEN_OVERFLOW, overflow_index),
+            ("overflow", overflow, ProgramError.TOKEN_OVERFLOW, None),
             ("watchdog", watchdog, ProgramError.WATCHDOG, watchdog_index),
         ]
         reported = []
         for name, en, code, index in sources:
             en_q = Signal(name=f"{name}_error_en")
             code_q = Signal(4, name=f"{name}_error")
-            index_q = Signal(INDEX, name=f"{name}_error_index")
-            m.d.sync += [en_q.eq(en & self.running), code_q.eq(code), index_q.eq(index)]
+            m.d.sync += [en_q.eq(en & self.running), code_q.eq(code)]
+            if index is None:      # the overflow's index, chosen from registers (above)
+                index_q = overflow_index_q
+            else:
+                index_q = Signal(INDEX, name=f"{name}_error_index")
+                m.d.sync += index_q.eq(index)
             reported.append((en_q, code_q, index_q))
         reported.append((deadlock, ProgramError.DEADLOCK, deadlock_index))
         watchdog_reported = reported[4][0]
