@@ -84,14 +84,18 @@ class Dispatcher(wiring.Component):
         head_error = Signal(4)
         m.d.comb += head_error.eq(first_error(head.faults))
         take = Signal()
-        m.d.comb += self.insn.ready.eq(~head_valid | take)
+        # The head is loaded only while it is empty: the fetch FIFO's ``ready`` and the head's
+        # enable (its widest fan-out) are one register, not the dispatch decision. An
+        # instruction is dispatched at most every other cycle, far above what the engines take
+        # (each instruction keeps its engine busy for many cycles).
+        m.d.comb += self.insn.ready.eq(~head_valid)
         with m.If(self.start):
             m.d.sync += head_valid.eq(0)
-        with m.Elif(self.insn.ready):
+        with m.Elif(~head_valid):
             m.d.sync += head_valid.eq(self.insn.valid)
-        # The data registers load whenever the head moves (``head_valid`` says what they hold),
-        # so their enable is ``take`` and one more register, not ``start`` or the FIFO's state.
-        with m.If(self.insn.ready):
+        with m.Elif(take):
+            m.d.sync += head_valid.eq(0)
+        with m.If(~head_valid):
             m.d.sync += [head.eq(self.insn.payload), head_bad.eq(self.insn.payload.faults.any())]
 
         length = Signal(32)
