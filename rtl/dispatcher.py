@@ -78,7 +78,7 @@ class Dispatcher(wiring.Component):
         m = Module()
         # The head of the fetch FIFO moves, with the decoder's verdict, into the ``head``
         # register; dispatch works from that register only.
-        head = Signal(FetchedEntry())
+        head = Signal(FetchedEntry(), reset_less=True)      # ``head_valid`` says what it holds
         head_valid = Signal()
         head_bad = Signal()        # any of the head's checks failed
         head_error = Signal(4)

@@ -127,7 +127,9 @@ class InstructionQueue(wiring.Component):
             m.d.sync += [count.eq(count - 1), full.eq(0), self.empty.eq(count == 1)]
 
         in_valid = Signal()
-        in_data = Signal(QueueEntry().size)
+        # Data registers are not reset (``in_valid``/``valid`` say what they hold): a reset or
+        # flush would otherwise fan out to 160 more flip-flops.
+        in_data = Signal(QueueEntry().size, reset_less=True)
         m.d.sync += [in_valid.eq(accept), in_data.eq(self.push.payload.as_value())]
 
         storage = m.submodules.storage = Memory(shape=QueueEntry().size, depth=depth, init=[])

@@ -174,16 +174,17 @@ class FetchUnit(wiring.Component):
         # stages (``DECODE_STAGES``, plus the one that holds it while the decoder reads it), then
         # enters the FIFO with the verdict.
         dec = m.submodules.decoder = self.decoder
-        decode_word = Signal(INSTRUCTION_BITS)
-        decode_index = Signal(INDEX)
+        # The stages' data registers are not reset (their ``valid`` says what they hold).
+        decode_word = Signal(INSTRUCTION_BITS, reset_less=True)
+        decode_index = Signal(INDEX, reset_less=True)
         m.d.sync += decode_valid.eq(pushed)
         with m.If(pushed):
             m.d.sync += [decode_word.eq(complete_word), decode_index.eq(push_index)]
         # (``checks_*``: the last stage, whose instruction the decoder's verdict is about)
         checks_word, checks_index, checks_valid = decode_word, decode_index, decode_valid
         for stage in range(dec.stages):
-            later_word = Signal(INSTRUCTION_BITS, name=f"decode{stage + 1}_word")
-            later_index = Signal(INDEX, name=f"decode{stage + 1}_index")
+            later_word = Signal(INSTRUCTION_BITS, name=f"decode{stage + 1}_word", reset_less=True)
+            later_index = Signal(INDEX, name=f"decode{stage + 1}_index", reset_less=True)
             later_valid = Signal(name=f"decode{stage + 1}_valid")
             m.d.sync += [later_word.eq(checks_word), later_index.eq(checks_index),
                          later_valid.eq(checks_valid & ~self.abort & ~self.start)]

@@ -37,7 +37,7 @@ class LoadEngine(wiring.Component):
         m = Module()
         ctl = self.control
         q = attach_queue(m, self)
-        insn = Signal(QueueEntry())
+        insn = Signal(QueueEntry(), reset_less=True)     # used only after a take
         ld = insn.word.load
         d = self.descriptor.payload
         m.d.comb += [

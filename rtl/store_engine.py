@@ -56,7 +56,7 @@ class StoreEngine(wiring.Component):
         ctl = self.control
         q = attach_queue(m, self)
 
-        insn = Signal(QueueEntry())
+        insn = Signal(QueueEntry(), reset_less=True)     # used only after a take
         st, cf = insn.word.store, insn.word.config
         m.d.comb += [
             self.descriptor.payload.dram_addr.eq(st.dram_addr),

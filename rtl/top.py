@@ -234,8 +234,8 @@ class Tessera(wiring.Component):
         # request logic and the priority. A client's request is taken when the holding register
         # is free or being emptied this cycle; ``owner`` is set when the DMA takes the descriptor.
         owner = Signal(range(len(CLIENTS)))
-        held = Signal.like(dma.descriptor.payload)
-        held_valid = Signal()
+        held = Signal.like(dma.descriptor.payload, reset_less=True)   # ``held_valid`` says what
+        held_valid = Signal()                                           # it holds
         held_owner = Signal(range(len(CLIENTS)))
         hold_free = Signal()
         m.d.comb += [
