@@ -17,8 +17,9 @@ oldest one, so dispatch decisions start at flip-flops. The first failing check i
 Whether the target queue has room is decided here too, from credits: the dispatcher counts the
 entries it put into each queue minus the heads that queue's engine took (``*_taken``, seen a
 cycle late), so its count is never below what the queue holds and a push always finds room. The
-``full`` flags are registers next to ``[head]``: the dispatch decision (and the head register's
-enable, its widest fan-out) depends on no signal from another block.
+``full`` flags are registers next to ``[head]``: the dispatch decision depends on no signal from
+another block. ``[head]`` itself is loaded only while it is empty (its enable is a register), so
+at most one instruction is dispatched every other cycle.
 
 Also reported here, when the dispatcher gets to them: NO_HALT (the next instruction would be
 number ``program_len``) and BUS_ERROR for an instruction the fetch unit could not read.
