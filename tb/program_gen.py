@@ -7,7 +7,8 @@ parameters, overwrite and accumulate, R != C), and every instruction waits, thro
 token, for the one before it when that one ran on another engine (FENCEs are sprinkled in too). So
 the final memory image does not depend on timing, and the simulator and the RTL must agree on it
 byte for byte. :func:`faulty_program` plants one error of a chosen kind. :func:`gemm_image` is a
-compiled GEMM with random int8 operands written into its image.
+compiled GEMM with random int8 operands written into its image. :class:`Image` builds an image by
+hand (data blocks at chosen alignments, then a program) for directed tests.
 """
 
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ import numpy as np
 
 from tessera.rtl.isa import ENGINE_OF, TOKEN_LIMIT, Engine, Opcode, ProgramError, assemble, \
     encode
+from tessera.sim.isa_sim import Machine
 
-__all__ = ["GeneratedProgram", "random_program", "faulty_program", "gemm_image", "FAULTS",
-           "MEMORY_SIZE"]
+__all__ = ["GeneratedProgram", "Image", "random_program", "faulty_program", "gemm_image",
+           "FAULTS", "MEMORY_SIZE"]
 
 #: Size of the memory image (bytes); addresses at or above it answer DECERR.
 MEMORY_SIZE = 1 << 16
@@ -33,6 +35,32 @@ class GeneratedProgram:
     program_addr: int = 0
     expected_error: ProgramError = ProgramError.NONE
     expected_index: int = 0
+
+
+class Image:
+    """A memory image under construction: data blocks at chosen alignments, then the program."""
+
+    def __init__(self, pad=3):
+        self.data = bytearray(b"\x77" * pad)   # the first block lands at an odd address
+
+    def put(self, payload, align=1):
+        while len(self.data) % align:
+            self.data.append(0x77)
+        address = len(self.data)
+        self.data += bytes(payload)
+        return address
+
+    def reserve(self, size, fill=0xEE):
+        return self.put(bytes([fill]) * size)
+
+    def machine(self, cfg, words, align=16):
+        """A Machine holding this image with ``words`` appended; ``(machine, program_addr)``."""
+        address = self.put(assemble(words), align)
+        return Machine(cfg, self.data), address
+
+    def run(self, cfg, words, **kwargs):
+        m, address = self.machine(cfg, words)
+        return m, m.run(address, len(words), **kwargs)
 
 
 class _Builder:

@@ -25,7 +25,7 @@ from tessera.sim.isa_sim import Machine
 from tessera.sim.layers import Conv2d, Dense, Network
 from tessera.tb import simulators
 from tessera.tb.accelerator_harness import ID_WIDTH, AcceleratorHarness
-from tessera.tb.program_gen import FAULTS, faulty_program, random_program
+from tessera.tb.program_gen import FAULTS, Image, faulty_program, random_program
 from tessera.tb.rtl_backend import DESIGN_NAME, memory_size
 
 CONFIGS = {
@@ -269,16 +269,9 @@ def test_fence_orders_engines_without_tokens(seed):
     w = rng.integers(-128, 128, (cfg.rows, cfg.cols), dtype=np.int8)
     a1 = rng.integers(-128, 128, (rows, cfg.rows), dtype=np.int8)
     a2 = rng.integers(-128, 128, (rows // 2, cfg.rows), dtype=np.int8)
-    image = bytearray()
-
-    def put(data, align=16):
-        image.extend(bytes(-len(image) % align))
-        address = len(image)
-        image.extend(data)
-        return address
-
-    w_addr, a1_addr, a2_addr = put(w.tobytes()), put(a1.tobytes()), put(a2.tobytes())
-    out = put(bytes(rows * 4 * lanes))
+    image = Image()
+    w_addr, a1_addr, a2_addr = (image.put(x.tobytes()) for x in (w, a1, a2))
+    out = image.reserve(rows * 4 * lanes)
     act = cfg.rows                                   # activation rows follow the weights
     words = [
         encode(Opcode.LOAD, buffer=0, row_bytes=cfg.cols, sram_row=0, rows=cfg.rows,
@@ -295,14 +288,14 @@ def test_fence_orders_engines_without_tokens(seed):
                dram_addr=out, dram_stride=4 * lanes),
         encode(Opcode.HALT),
     ]
-    program_addr = put(assemble(words))
+    program_addr = image.put(assemble(words), align=16)
     expected = golden.gemm(a1, w)
 
     def check(final):
         got = np.frombuffer(final[out:out + rows * 4 * lanes], "<i4").reshape(rows, lanes)
         np.testing.assert_array_equal(got[:, :cfg.cols], expected,
                                       err_msg="the MATMUL saw rows loaded after the FENCE")
-    job = Job(bytes(image), len(words), program_addr, check=check, label="fence hazard")
+    job = Job(bytes(image.data), len(words), program_addr, check=check, label="fence hazard")
     run_sequence(simulators.selected()[0], cfg, [job], seed)
     check_jobs(cfg, [job])
 

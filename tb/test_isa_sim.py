@@ -18,6 +18,7 @@ from tessera.sim import golden
 from tessera.sim.config import AcceleratorConfig
 from tessera.sim.isa_sim import Machine, ProgramFault, RequantParams, RunResult
 from tessera.sim.isa_sim import decode_instruction, requantize_lanes
+from tessera.tb.program_gen import Image
 
 LOAD, EXEC, STORE = Engine.LOAD, Engine.EXEC, Engine.STORE
 I32_MIN, I32_MAX = golden.INT32_MIN, golden.INT32_MAX
@@ -52,32 +53,6 @@ def fence(**f):
 
 def halt(**f):
     return encode(Opcode.HALT, **f)
-
-
-class Image:
-    """A memory image under construction: data blocks at chosen alignments, then the program."""
-
-    def __init__(self, pad=3):
-        self.data = bytearray(b"\x77" * pad)   # the first block lands at an odd address
-
-    def put(self, payload, align=1):
-        while len(self.data) % align:
-            self.data.append(0x77)
-        address = len(self.data)
-        self.data += bytes(payload)
-        return address
-
-    def reserve(self, size, fill=0xEE):
-        return self.put(bytes([fill]) * size)
-
-    def machine(self, cfg, words, align=16):
-        """A Machine holding this image with ``words`` appended; ``(machine, program_addr)``."""
-        address = self.put(assemble(words), align)
-        return Machine(cfg, self.data), address
-
-    def run(self, cfg, words, **kwargs):
-        m, address = self.machine(cfg, words)
-        return m, m.run(address, len(words), **kwargs)
 
 
 def lanes_le_i32(values):
