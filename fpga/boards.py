@@ -39,6 +39,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
+from tessera.rtl.multiplier import check_primitive
 from tessera.sim.config import AcceleratorConfig
 
 from .board_top import SimBoardTop
@@ -68,11 +69,11 @@ class Board:
         module = importlib.import_module(f"amaranth_boards.{self.module}")
         return getattr(module, self.platform)()
 
-    def accelerator_config(self, rows=None, cols=None, requant_units=None):
+    def accelerator_config(self, rows=None, cols=None, requant_units=None, multiplier=None):
         """The default configuration with ``rows``/``cols``/``requant_units`` replaced when
         given. Without ``requant_units``, the requantizer gets the hard multipliers the PEs leave
-        (one per PE; :data:`REQUANT_UNIT_DSPS` per requantizer unit), at least one unit and at
-        most one per lane."""
+        (one per PE, none with ``multiplier="lut"``; :data:`REQUANT_UNIT_DSPS` per requantizer
+        unit), at least one unit and at most one per lane."""
         values = dict(self.config)
         if rows is not None:
             values["rows"] = rows
@@ -82,7 +83,9 @@ class Board:
             values["requant_units"] = requant_units
         if values.get("requant_units") is None:
             lanes = max(values["rows"], values["cols"])
-            spare = self.dsp_blocks - values["rows"] * values["cols"]
+            pe_dsps = 0 if (multiplier or self.multiplier) == "lut" else \
+                values["rows"] * values["cols"]
+            spare = self.dsp_blocks - pe_dsps
             units = min(lanes, max(1, spare // REQUANT_UNIT_DSPS))
             values["requant_units"] = None if units == lanes else units
         return AcceleratorConfig(**values)
@@ -147,10 +150,12 @@ class BoardTop(Elaboratable):
     """The top level of ``board`` (a :class:`Board`) with accelerator configuration ``config``.
 
     ``freq_mhz`` None means the board's oscillator; ``baud`` the UART speed; ``timeout_ms`` the
-    bridge's limit on a gap inside a request frame.
+    bridge's limit on a gap inside a request frame; ``multiplier`` the PEs' multipliers
+    (:data:`~tessera.rtl.multiplier.PRIMITIVES`; None: the board's).
     """
 
-    def __init__(self, board, config, *, freq_mhz=None, baud=DEFAULT_BAUD, timeout_ms=50):
+    def __init__(self, board, config, *, freq_mhz=None, baud=DEFAULT_BAUD, timeout_ms=50,
+                 multiplier=None):
         if not isinstance(board, Board):
             raise TypeError(f"board must be a Board, not {board!r}")
         if not isinstance(config, AcceleratorConfig):
@@ -173,7 +178,8 @@ class BoardTop(Elaboratable):
         self.baud = baud
         self.divisor = round(self.freq_mhz * 1e6 / baud)
         self.timeout = round(self.freq_mhz * 1e3 * timeout_ms)
-        self.core = SimBoardTop(**config.as_dict(), multiplier=board.multiplier,
+        self.multiplier = check_primitive(multiplier or board.multiplier, "multiplier")
+        self.core = SimBoardTop(**config.as_dict(), multiplier=self.multiplier,
                                 mem_size=board.mem_size, divisor=self.divisor,
                                 timeout=self.timeout)
 

@@ -8,7 +8,7 @@ default, spent over an hour on a 10 x 10 build without finishing), ``--timing-al
 ``--report``; its JSON report and the Yosys statistics give the report :func:`build` returns and
 writes as ``tessera_<board>-report.json`` next to the bitstream::
 
-    {"board", "device", "config" (AcceleratorConfig fields), "mem_size", "baud",
+    {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "mem_size", "baud",
      "uart_divisor", "target_mhz", "fmax_mhz", "timing_met",
      "lut", "ff", "dsp", "bram", "spram", "logic_cells": {"used", "available"},
      "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
@@ -122,12 +122,14 @@ def _used(utilization, kinds):
 
 
 def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
-          out_dir="build/fpga", requant_units=None, synth_only=False):
+          out_dir="build/fpga", requant_units=None, synth_only=False, multiplier=None):
     """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
     and return its report (see the module docstring).
 
     ``rows``/``cols`` override the board's default array, ``requant_units`` the requantizer's
-    multiplier units (default: what the board's DSPs leave, ``Board.accelerator_config``);
+    multiplier units (default: what the board's DSPs leave, ``Board.accelerator_config``),
+    ``multiplier`` the PEs' multipliers (``"lut"``: in logic; default: the board's, ``"ecp5"``
+    DSPs on the ULX3S);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
     only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "netlist", "lut",
     "ff", "dsp", "bram", "seconds"}`` (also written as ``tessera_<board>-synth-report.json``):
@@ -135,8 +137,8 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     place and route.
     """
     spec = get_board(board)
-    config = spec.accelerator_config(rows, cols, requant_units)
-    top = BoardTop(spec, config, freq_mhz=freq)
+    config = spec.accelerator_config(rows, cols, requant_units, multiplier)
+    top = BoardTop(spec, config, freq_mhz=freq, multiplier=multiplier)
     family = spec.family
     name = f"tessera_{spec.name}"
     directory = Path(out_dir) / spec.name
@@ -170,7 +172,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                              f"{proc.stderr[-1000:]}")
         cells = _yosys_cells(directory / yosys_stats, name, family)
         report = {"board": spec.name, "config": config.as_dict(),
-                  "netlist": str(directory / f"{name}.json"),
+                  "multiplier": top.multiplier, "netlist": str(directory / f"{name}.json"),
                   **{key: cells[key] for key in ("lut", "ff", "dsp", "bram")},
                   "seconds": round(time.monotonic() - start, 1)}
         (directory / f"{name}-synth-report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -201,6 +203,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "board": spec.name,
         "device": f"{platform.device}-{platform.package}",
         "config": config.as_dict(),
+        "multiplier": top.multiplier,
         "mem_size": spec.mem_size,
         "baud": top.baud,
         "uart_divisor": top.divisor,
@@ -236,6 +239,9 @@ def add_build_parser(subparsers):
     p.add_argument("--cols", type=int, help="PE array columns (default: the board's)")
     p.add_argument("--requant-units", type=int,
                    help="requantizer multiplier units (default: the DSPs the PEs leave)")
+    p.add_argument("--multiplier", choices=["ecp5", "lut", "generic"],
+                   help="PE multipliers: ECP5 DSP primitives, logic only, or what Yosys infers "
+                        "(default: the board's)")
     p.add_argument("--freq", type=float,
                    help="clock in MHz (default: the board's oscillator; ECP5 uses a PLL)")
     p.add_argument("--allow-timing-failure", action="store_true",
@@ -253,7 +259,8 @@ def cmd_build(args):
     try:
         report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
                        allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir,
-                       requant_units=args.requant_units, synth_only=args.synth_only)
+                       requant_units=args.requant_units, synth_only=args.synth_only,
+                       multiplier=args.multiplier)
     except (TimingError, BuildError) as exc:
         print(f"tessera build: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,16 @@
-"""int8 x int8 multiplier with input and output registers (latency 2), mapped onto a hard DSP.
+"""int8 x int8 multiplier with input and output registers, on a hard DSP or in logic.
 
 ::
 
     a ─►[A reg]─┐
-                ├─► x ─►[P reg]─► p        p(t+2) = a(t) * b(t)
+                ├─► x ─►[P reg]─► p        p(t+2) = a(t) * b(t)     (latency 2: DSP)
     b ─►[B reg]─┘
 
-Implementations (``primitive``):
+    a ─►[A reg]─┬─ a[0:4] x b ─►[LO reg]─┐
+                │                         ├─► HI * 16 + LO ─►[P reg]─► p
+    b ─►[B reg]─┴─ a[4:8] x b ─►[HI reg]─┘     p(t+3) = a(t) * b(t)     (latency 3: "lut")
+
+Implementations (``primitive``), each with its ``latency``:
 
 ``"generic"``
     Behavioural Amaranth. Yosys maps the ``*`` onto one DSP multiplier (ECP5 MULT18X18D, iCE40
@@ -17,29 +21,46 @@ Implementations (``primitive``):
     ``REG_INPUTB``) and output register (``REG_OUTPUT``) on ``CLK0``, so the whole multiplier
     including its registers sits in the DSP slice. Simulation uses the behavioural model in
     ``tb/models/MULT18X18D.v`` (written from Lattice FPGA-TN-02205, ECP5 sysDSP usage guide).
+``"lut"``
+    In logic only (no DSP), for arrays larger than the device's DSP count or placed as one
+    compact block: the product of the two registered operands is split into two 4 x 8-bit
+    partial products (``a``'s low nibble, unsigned, and high nibble, signed), each a balanced
+    tree of two levels of shifted-and-selected copies of ``b`` (written as additions, so Yosys
+    infers no multiplier cell and maps no DSP), registered, then added: one carry chain per
+    stage. Latency 3.
 ``"auto"`` (default)
     ``"ecp5"`` when elaborated for an ECP5 platform, ``"generic"`` otherwise.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, ResetSignal, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PRIMITIVES", "RegisteredMultiplier"]
+__all__ = ["PRIMITIVES", "LATENCY", "RegisteredMultiplier", "check_primitive"]
 
-PRIMITIVES = ("auto", "generic", "ecp5")
+PRIMITIVES = ("auto", "generic", "ecp5", "lut")
+
+#: Cycles from an operand to its product, per primitive (``"auto"`` is one of the latency-2 ones).
+LATENCY = {"auto": 2, "generic": 2, "ecp5": 2, "lut": 3}
+
+
+def check_primitive(primitive, name="primitive"):
+    """``primitive`` if it is one of :data:`PRIMITIVES`; else a ValueError naming it."""
+    if primitive not in PRIMITIVES:
+        raise ValueError(f"{name} must be one of {', '.join(PRIMITIVES)}, not {primitive!r}")
+    return primitive
 
 
 class RegisteredMultiplier(wiring.Component):
-    """``p = a * b`` two cycles later; ``a`` and ``b`` signed 8-bit, ``p`` signed 16-bit."""
+    """``p = a * b`` ``latency`` cycles later (:data:`LATENCY`: 2, or 3 for ``"lut"``); ``a``
+    and ``b`` signed 8-bit, ``p`` signed 16-bit. A new pair of operands every cycle."""
     a: In(signed(8))
     b: In(signed(8))
     p: Out(signed(16))
 
     def __init__(self, *, primitive="auto"):
-        if primitive not in PRIMITIVES:
-            raise ValueError(f"primitive must be one of {', '.join(PRIMITIVES)}, not {primitive!r}")
-        self.primitive = primitive
+        self.primitive = check_primitive(primitive)
+        self.latency = LATENCY[primitive]
         super().__init__()
 
     def resolved_primitive(self, platform):
@@ -49,8 +70,11 @@ class RegisteredMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self.resolved_primitive(platform) == "ecp5":
+        primitive = self.resolved_primitive(platform)
+        if primitive == "ecp5":
             self._elaborate_mult18x18d(m)
+        elif primitive == "lut":
+            self._elaborate_lut(m)
         else:
             a_reg = Signal(signed(8))
             b_reg = Signal(signed(8))
@@ -60,6 +84,25 @@ class RegisteredMultiplier(wiring.Component):
                 self.p.eq(a_reg * b_reg),
             ]
         return m
+
+    def _elaborate_lut(self, m):
+        a_reg = Signal(signed(8))
+        b_reg = Signal(signed(8))
+        m.d.sync += [a_reg.eq(self.a), b_reg.eq(self.b)]
+
+        def tree(terms):
+            while len(terms) > 1:
+                terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            return terms[0]
+
+        # a = a[0:4] (unsigned, 0 .. 15) + 16 * a[4:8] (signed, -8 .. 7); bit 7 weighs -8 * 16.
+        low = [Mux(a_reg[i], b_reg << i, 0) for i in range(4)]
+        high = [Mux(a_reg[4 + i], b_reg << i, 0) for i in range(3)] + \
+               [Mux(a_reg[7], -(b_reg << 3), 0)]
+        lo = Signal(signed(12))     # -1920 .. 1905
+        hi = Signal(signed(12))     # -1016 .. 1024
+        m.d.sync += [lo.eq(tree(low)), hi.eq(tree(high)), self.p.eq((hi << 4) + lo)]
 
     def _elaborate_mult18x18d(self, m):
         a18 = Signal(signed(18))

@@ -17,7 +17,8 @@ from above::
 Every box ``[...]`` is a register; there are no clock enables. The multiplier
 (:class:`~tessera.rtl.multiplier.RegisteredMultiplier`) has a register on each input (the activation
 and the selected ``weight``) and one on its output (``product``), the shape of one hard DSP
-multiplier with input and output registers (ECP5 MULT18X18D, iCE40 SB_MAC16).
+multiplier with input and output registers (ECP5 MULT18X18D, iCE40 SB_MAC16); the ``"lut"`` one
+adds a stage between them.
 
 Weights are not shifted through the banks: a load beat travels down the column through ``w_out``
 and the PE whose ``row`` matches the beat's row writes the beat's value into the named bank. Because
@@ -25,9 +26,9 @@ beats and activations travel with the same skew, a bank can be rewritten as soon
 activation that uses it has entered the array (see ``tensor_core.py``).
 
 Timing: an activation presented on ``act_in`` in cycle t is in ``act_out`` in t+1, its product in
-t+2 and its contribution in ``psum_out`` in t+3. ``psum_in`` must carry the partial sum of the same
-activation row in cycle t+2, which is what the PE above provides when the row reaches it one cycle
-earlier.
+t+L and its contribution in ``psum_out`` in t+L+1, where L is the multiplier's latency (2 on a
+DSP, 3 for ``"lut"``). ``psum_in`` must carry the partial sum of the same activation row in cycle
+t+L, which is what the PE above provides when the row reaches it one cycle earlier.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned

@@ -41,7 +41,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import PRIMITIVES
+from .multiplier import LATENCY, check_primitive
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
 from .util import check_dimension, delay, zero_unless
 
@@ -79,14 +79,14 @@ class TensorCore(wiring.Component):
     cols : int
         Number of PE columns = output channels (N) per tile.
     multiplier : str
-        ``"auto"``, ``"generic"`` or ``"ecp5"``: how each PE's multiplier is built
+        ``"auto"``, ``"generic"``, ``"ecp5"`` or ``"lut"``: how each PE's multiplier is built
         (:class:`~tessera.rtl.multiplier.RegisteredMultiplier`).
 
     Attributes
     ----------
     latency : int
         Cycles from the cycle an activation row is accepted to the cycle its result enters the
-        result FIFO (``rows + cols + 1``).
+        result FIFO (``rows + cols + 1``; one more with ``"lut"`` multipliers, whose latency is 3).
     fifo_depth : int
         Depth of the result FIFO and number of rows that may be in flight; large enough that an
         always-ready consumer sees one result per cycle.
@@ -94,12 +94,11 @@ class TensorCore(wiring.Component):
     def __init__(self, *, rows=4, cols=4, multiplier="auto"):
         self.rows = check_dimension("rows", rows)
         self.cols = check_dimension("cols", cols)
-        if multiplier not in PRIMITIVES:
-            raise ValueError(f"multiplier must be one of {', '.join(PRIMITIVES)}, "
-                             f"not {multiplier!r}")
-        self.multiplier = multiplier
+        self.multiplier = check_primitive(multiplier, "multiplier")
         self.psum_shape = psum_shape(rows)
-        self.latency = rows + cols + 1
+        # The last row's activation reaches column c after rows - 1 + c cycles, its sum leaves
+        # the PE LATENCY + 1 cycles later, and the deskew adds cols - 1 - c.
+        self.latency = rows + cols + LATENCY[multiplier] - 1
         self.fifo_depth = self.latency + 4
         super().__init__({
             "weights":     In(stream.Signature(WeightRow(cols))),

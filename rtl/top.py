@@ -92,7 +92,8 @@ class Tessera(wiring.Component):
     id_width : int
         AXI4 ID width.
     multiplier : str
-        PE multiplier implementation (``auto``, ``generic``, ``ecp5``), see rtl/multiplier.py.
+        PE multiplier implementation (``auto``, ``generic``, ``ecp5``, ``lut``), see
+        rtl/multiplier.py.
     requant_units : int or None
         Multiplier pipelines of the requantizer, in [1, lanes]; None: one per lane (a
         requantized row every cycle). Fewer are time-shared across the lanes (a requantized row

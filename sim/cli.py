@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    tessera verilog [--top accelerator|core] [--rows R] [--cols C] [--multiplier generic|ecp5]
+    tessera verilog [--top accelerator|core] [--rows R] [--cols C] [--multiplier generic|ecp5|lut]
                     [--bus-width 32|64|128] [-o FILE]    Verilog of the accelerator or tensor core
     tessera demo [--images N] [--batch B] [--backend rtl|golden|board] [--sim SIM]
                  [--port PORT] [--baud BAUD] [--rows R --cols C]
@@ -296,8 +296,9 @@ def build_parser():
     _add_array_options(p)
     p.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
                    help="AXI4 data width of the top level (default 64)")
-    p.add_argument("--multiplier", choices=["generic", "ecp5"], default="generic",
-                   help="PE multipliers: behavioural (default) or ECP5 MULT18X18D primitives")
+    p.add_argument("--multiplier", choices=["generic", "ecp5", "lut"], default="generic",
+                   help="PE multipliers: behavioural (default), ECP5 MULT18X18D primitives, or "
+                        "logic only (latency 3)")
     p.add_argument("-o", "--output", help="output file (default: standard output)")
     p.set_defaults(func=_cmd_verilog)
 

@@ -70,7 +70,8 @@ def test_build_command_line(monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     add_build_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build", "ulx3s", "--rows", "4", "--cols", "6", "--freq", "50",
-                              "--allow-timing-failure", "--out-dir", "x", "--requant-units", "2"])
+                              "--allow-timing-failure", "--out-dir", "x", "--requant-units", "2",
+                              "--multiplier", "lut"])
     seen = {}
 
     def fake_build(name, **kwargs):
@@ -80,7 +81,7 @@ def test_build_command_line(monkeypatch, capsys):
     monkeypatch.setattr("tessera.fpga.build.build", fake_build)
     assert args.func(args) == 1
     assert seen == dict(board="ulx3s", rows=4, cols=6, freq=50.0, allow_timing_failure=True,
-                        out_dir="x", requant_units=2, synth_only=False)
+                        out_dir="x", requant_units=2, synth_only=False, multiplier="lut")
     assert "not enough cells" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "de10"])
@@ -101,6 +102,10 @@ def test_board_default_requantizer_uses_the_spare_dsps():
         used = config.rows * config.cols + REQUANT_UNIT_DSPS * (units or lanes)
         assert used <= spec.dsp_blocks or units == 1, (spec.name, rows, cols, used)
     assert ulx3s.accelerator_config(12, 12, requant_units=2).requant_units == 2
+    # PEs with logic multipliers leave every DSP to the requantizer: one unit per lane.
+    assert ulx3s.accelerator_config(12, 12, multiplier="lut").requant_units is None
+    assert ulx3s.accelerator_config(16, 16, multiplier="lut").requant_units is None
+    assert ulx3s.accelerator_config(40, 40, multiplier="lut").requant_units == 156 // 4
 
 
 def test_dsp_budget_of_the_control_and_the_requantizer():
@@ -115,6 +120,17 @@ def test_dsp_budget_of_the_control_and_the_requantizer():
     assert decoder["dsp"] == 0, decoder["cells"]
     requant = synth_stats(Requantizer(lanes=12, units=3), name="requantizer")
     assert requant["dsp"] == 3 * REQUANT_UNIT_DSPS, requant["cells"]
+
+
+def test_lut_multiplier_uses_no_dsp():
+    """``multiplier="lut"`` PEs map onto logic only (no MULT18X18D, no ALU54B) on ECP5, while
+    the default primitive of a generic PE is one DSP."""
+    from tessera.fpga.synth import synth_stats
+    from tessera.rtl.pe import ProcessingElement
+    lut = synth_stats(ProcessingElement(row=0, rows=12, multiplier="lut"), name="pe")
+    assert lut["dsp"] == 0 and lut["lut"] > 30, lut["cells"]
+    generic = synth_stats(ProcessingElement(row=0, rows=12, multiplier="generic"), name="pe")
+    assert generic["dsp"] == 1, generic["cells"]
 
 
 def test_overfull_cells_are_named(tmp_path):

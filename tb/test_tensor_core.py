@@ -41,3 +41,12 @@ def test_tensor_core_ecp5_dsp(sim, testcase, seed):
                               {"rows": 4, "cols": 3, "multiplier": "ecp5"},
                               extra_sources=[MULT18X18D_MODEL])
     simulators.run(design, "tessera.tb.tensor_core_tb", testcase=testcase, seed=seed)
+
+
+@pytest.mark.parametrize("testcase", ["random_shapes", "back_to_back_tiles"])
+def test_tensor_core_lut_multipliers(sim, testcase, seed):
+    """The logic-only multipliers (``"lut"``, latency 3: one more cycle through the array)
+    give the same results."""
+    design = simulators.build(sim, "tensor_core", TensorCore,
+                              {"rows": 3, "cols": 4, "multiplier": "lut"})
+    simulators.run(design, "tessera.tb.tensor_core_tb", testcase=testcase, seed=seed)
