@@ -12,8 +12,9 @@
      └── watchdog ──► reset the engines and the DMA ──► IDLE (done, error)
 
 Tokens: a counter per ordered pair of engines (src -> dst), cleared by start. A push of src to dst
-adds one, a pop by dst from src takes one; ``avail`` of engine E has bit F set while counter
-F -> E is non-zero. A push that would pass TOKEN_LIMIT is TOKEN_OVERFLOW.
+adds one, a pop by dst from src takes one (both counted in the cycle after the engine's
+``push_en``/``pop_en``: they are registered first); ``avail`` of engine E has bit F set while
+counter F -> E is non-zero. A push that would pass TOKEN_LIMIT is TOKEN_OVERFLOW.
 
 Deadlock: while running, if no engine is executing, at least one engine's queue head waits for a
 token, and the dispatcher cannot move (halted, at a FENCE, or at a full queue), no token can ever
@@ -103,11 +104,24 @@ class Controller(wiring.Component):
         # overflows) reach one flip-flop per engine, not the select of a 32-bit multiplexer.
         overflow_by = {src: Signal(name=f"overflow_by_{src.name.lower()}") for src in ENGINES}
         overflow_by_q = {src: Signal(name=f"overflow_by_{src.name.lower()}_q") for src in ENGINES}
+        # The engines' pushes and pops are registered here and counted a cycle later: the counters
+        # and flags start from these registers, not from the engines' decisions (which depend on
+        # the flags: a loop of several LUTs otherwise). A pop is then visible in ``avail`` two
+        # cycles after it, which is never too late: after taking its queue's head, an engine sees
+        # the next head two cycles later at the earliest (see InstructionQueue).
+        pushes = {src: Signal(3, name=f"push_{src.name.lower()}_q") for src in ENGINES}
+        pops = {dst: Signal(3, name=f"pop_{dst.name.lower()}_q") for dst in ENGINES}
+        push_index_d = {src: Signal(INDEX, name=f"push_index_{src.name.lower()}_d")
+                        for src in ENGINES}
         push_index_q = {src: Signal(INDEX, name=f"push_index_{src.name.lower()}_q")
                         for src in ENGINES}
-        for src in ENGINES:
-            m.d.sync += [overflow_by_q[src].eq(overflow_by[src]),
-                         push_index_q[src].eq(self.engine(src).push_index)]
+        for e in ENGINES:
+            ctl = self.engine(e)
+            m.d.sync += [pushes[e].eq(Mux(ctl.push_en, ctl.push, 0)),
+                         pops[e].eq(Mux(ctl.pop_en, ctl.pop, 0)),
+                         push_index_d[e].eq(ctl.push_index),
+                         overflow_by_q[e].eq(overflow_by[e]),
+                         push_index_q[e].eq(push_index_d[e])]
         overflow_index_q = Signal(INDEX)
         for src in ENGINES:        # the last engine (in ENGINES order) that overflowed
             with m.If(overflow_by_q[src]):
@@ -124,8 +138,8 @@ class Controller(wiring.Component):
                 almost_full = Signal(name=f"tokens_{pair}_almost_full")
                 one = Signal(name=f"tokens_{pair}_one")
                 nz = nonzero[src, dst] = Signal(name=f"tokens_{pair}_nonzero")
-                inc = self.engine(src).push_en & self.engine(src).push[dst]
-                dec = self.engine(dst).pop_en & self.engine(dst).pop[src]
+                inc = pushes[src][dst]
+                dec = pops[dst][src]
                 up, down = inc & ~dec, dec & ~inc
                 m.d.comb += count_next.eq(Mux(begin, 0, count + inc - dec))
 

@@ -87,7 +87,8 @@ class InstructionQueue(wiring.Component):
     decision, which depends on the controller's tokens.) ``count`` counts entries wherever they
     are, so the capacity is ``depth`` whatever is in flight, and ``empty`` (a register) is false
     from the cycle after a push: an entry on its way to the head is never invisible to the FENCE
-    and end-of-program checks.
+    and end-of-program checks. A ``take`` leaves the count a cycle late (``push.ready`` and
+    ``empty`` see it two cycles after the take), which errs on the safe side for both.
 
     ``head`` is the oldest entry (``valid``), removed by ``take``; ``tokens_ready`` says its pops
     are satisfied by ``avail``.
@@ -114,16 +115,20 @@ class InstructionQueue(wiring.Component):
         accept = Signal()
         full = Signal()
         count = Signal(range(depth + 1))
+        # A take is counted a cycle later (``counted``, a register), so the count and its flags
+        # start from flip-flops rather than from the engine's decision to take.
+        counted = Signal()
         m.d.comb += [
             self.push.ready.eq(~full & ~self.flush),
             accept.eq(self.push.valid & self.push.ready),
             taken.eq(self.take & self.valid),
             self.tokens_ready.eq((self.head.word.header.pop & ~self.avail) == 0),
         ]
+        m.d.sync += counted.eq(taken)
         # Occupancy: the flags are registers, set from comparisons of the count itself.
-        with m.If(accept & ~taken):
+        with m.If(accept & ~counted):
             m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.empty.eq(0)]
-        with m.Elif(taken & ~accept):
+        with m.Elif(counted & ~accept):
             m.d.sync += [count.eq(count - 1), full.eq(0), self.empty.eq(count == 1)]
 
         in_valid = Signal()

@@ -10,7 +10,8 @@ buffered weights take it)::
                                               │ accumulator write port (OVERWRITE/ACCUMULATE)
                                               └─► after the last row is committed: push tokens
 
-Issue takes the queue head when its tokens are available and every job FIFO has room. Tokens are
+Issue takes the queue head when its tokens are available and every job FIFO has room (counted
+by the engine: the jobs enter their FIFOs a cycle after the issue, from registers). Tokens are
 pushed only when the instruction's last result row has been written (and ``COMMIT_DELAY`` cycles
 more, so the accumulator RAM holds it: the store path reads without forwarding from the writes).
 Accumulator lanes ``>= cols`` (when rows > cols) are written with 0 (OVERWRITE) or +0 (ACCUMULATE).
@@ -112,30 +113,47 @@ class ExecEngine(wiring.Component):
         res_fifo, res_job = _job_fifo(m, "res_jobs", res_layout)
 
         # --- issue ------------------------------------------------------------------------------
+        # The jobs of an issued MATMUL are written into their FIFOs a cycle later, from
+        # registers (``job_write``, and data registers loaded every cycle from the queue head), so
+        # the issue decision (which depends on the controller's tokens) drives one flip-flop
+        # instead of the FIFOs' write enables. Room is counted here: ``jobs`` = MATMULs issued
+        # whose result job has not left its FIFO (the last of a MATMUL's three jobs to leave), so
+        # the FIFOs always have room when ``job_write`` is high.
         mm = q.head.word.matmul
         in_flight = Signal(range(2 * JOB_DEPTH + 2))
-        room = wgt_fifo.w_rdy & act_fifo.w_rdy & res_fifo.w_rdy
+        jobs = Signal(range(JOB_DEPTH + 1))
+        jobs_full = Signal()
         issue = Signal()
         retire = Signal()
+        res_done = Signal()
         m.d.comb += [
-            issue.eq(q.valid & q.tokens_ready & room & ~ctl.abort),
+            issue.eq(q.valid & q.tokens_ready & ~jobs_full & ~ctl.abort),
             q.take.eq(issue),
             ctl.pop_en.eq(issue),
             ctl.busy.eq((in_flight != 0) | issue),
             ctl.stall.eq(q.valid & ~issue & (in_flight == 0)),
             ctl.blocked.eq(q.valid & ~q.tokens_ready),
-            wgt_fifo.w_en.eq(issue),
-            wgt_fifo.w_data.eq(mm.wgt_row),
-            act_fifo.w_en.eq(issue),
-            act_fifo.w_data.eq(Cat(mm.act_row, (mm.rows - 1)[:ROW.width])),
-            res_fifo.w_en.eq(issue),
         ]
-        res_in = Signal(res_layout)
-        m.d.comb += [
+        with m.If(issue & ~res_done):
+            m.d.sync += [jobs.eq(jobs + 1), jobs_full.eq(jobs == JOB_DEPTH - 1)]
+        with m.Elif(res_done & ~issue):
+            m.d.sync += [jobs.eq(jobs - 1), jobs_full.eq(0)]
+        job_write = Signal()
+        wgt_in = Signal(wgt_fifo.width, reset_less=True)
+        act_in = Signal(act_fifo.width, reset_less=True)
+        res_in = Signal(res_layout, reset_less=True)
+        m.d.sync += [
+            job_write.eq(issue),
+            wgt_in.eq(mm.wgt_row),
+            act_in.eq(Cat(mm.act_row, (mm.rows - 1)[:ROW.width])),
             res_in.row.eq(mm.acc_row), res_in.final.eq(mm.rows - 1),
             res_in.accumulate.eq(mm.accumulate), res_in.push.eq(q.head.word.header.push),
             res_in.index.eq(q.head.index),
-            res_fifo.w_data.eq(res_in.as_value()),
+        ]
+        m.d.comb += [
+            wgt_fifo.w_en.eq(job_write), wgt_fifo.w_data.eq(wgt_in),
+            act_fifo.w_en.eq(job_write), act_fifo.w_data.eq(act_in),
+            res_fifo.w_en.eq(job_write), res_fifo.w_data.eq(res_in.as_value()),
         ]
         m.d.sync += in_flight.eq(in_flight + issue - retire)
 
@@ -173,6 +191,7 @@ class ExecEngine(wiring.Component):
                                        WriteMode.OVERWRITE)),
             self.acc_write.data.as_value().eq(core.results.payload.data.as_value()),
             res_fifo.r_en.eq(write & final),
+            res_done.eq(write & final),
         ]
         with m.If(write):
             m.d.sync += out_index.eq(Mux(final, 0, out_index + 1))

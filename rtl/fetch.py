@@ -5,7 +5,7 @@
     start ─► next = 0 ─► while next < length and the FIFO has room for a chunk:
                            DMA LOAD descriptor: program_addr + 16*next, CHUNK instructions
                            (rows of ``word_bytes``: 16, or 4 when accumulator rows are shorter)
-             DMA rows ─► assemble 128-bit words ─► [decode] ─► [sums] ─► [checks]
+             DMA rows ─► [row] ─► assemble 128-bit words ─► [decode] ─► [sums] ─► [checks]
                       ─► FIFO of FetchedEntry ─► dispatcher
 
 The descriptor targets the accumulator only so that the DMA's checks accept it (rows of up to
@@ -132,6 +132,16 @@ class FetchUnit(wiring.Component):
             issued.eq(self.descriptor.valid & self.descriptor.ready),
         ]
 
+        # The DMA's outputs are registered on their way in (``row_*``, ``done``, ``error``):
+        # all of them a cycle late, so their order is kept, and the wide instruction registers'
+        # enables start at a flip-flop here instead of the DMA's and the owner multiplexer's logic.
+        row_valid = Signal()
+        row_data = Signal(8 * self.word_bytes, reset_less=True)
+        dma_done = Signal()
+        dma_error = Signal(4)
+        m.d.sync += [row_valid.eq(self.row_valid), row_data.eq(self.row_data[:8 * self.word_bytes]),
+                     dma_done.eq(self.dma_done), dma_error.eq(self.dma_error)]
+
         def set_remaining(value):
             return [remaining.eq(value), chunk.eq(Mux(value < self.chunk, value, self.chunk))]
 
@@ -150,19 +160,19 @@ class FetchUnit(wiring.Component):
             m.d.sync += [popped.eq(self.insn.valid & self.insn.ready),
                          taken.eq(Mux(issued, chunk, 0)),
                          credits.eq(credits - taken + popped)]
-            with m.If(self.dma_done & waiting):
+            with m.If(dma_done & waiting):
                 m.d.sync += waiting.eq(0)
-                with m.If(self.dma_error != DmaError.NONE):
+                with m.If(dma_error != DmaError.NONE):
                     m.d.sync += [self.fault.eq(1), self.fault_index.eq(push_index), part.eq(0)]
 
         # Assemble instructions from rows (lowest address first = least significant bits).
-        row = self.row_data[:8 * self.word_bytes]
+        row = row_data
         if self.rows_per_insn == 1:
-            complete = self.row_valid
+            complete = row_valid
             complete_word = row
         else:
-            complete = self.row_valid & (part == self.rows_per_insn - 1)
-            with m.If(self.row_valid):
+            complete = row_valid & (part == self.rows_per_insn - 1)
+            with m.If(row_valid):
                 m.d.sync += [part.eq(Mux(complete, 0, part + 1)),
                              word.eq(Cat(word[8 * self.word_bytes:], row))]
             complete_word = Cat(word[8 * self.word_bytes:], row)
@@ -190,7 +200,8 @@ class FetchUnit(wiring.Component):
                          later_valid.eq(checks_valid & ~self.abort & ~self.start)]
             checks_word, checks_index, checks_valid = later_word, later_index, later_valid
             in_flight.append(later_valid)
-        m.d.comb += self.busy.eq(waiting | self.descriptor.valid | Cat(*in_flight).any())
+        m.d.comb += self.busy.eq(waiting | self.descriptor.valid | row_valid | dma_done |
+                                 Cat(*in_flight).any())
         entry = Signal(FetchedEntry())
         m.d.comb += [
             dec.word.eq(decode_word),
