@@ -15,8 +15,9 @@ Each stage is at most one carry chain or a small multiplexer tree deep (125 MHz 
 these :data:`STAGES`-stage pipelines has one 32 x 32-bit signed multiplier, built from four
 16 x 16-bit products (on ECP5, 4 MULT18X18D). ``units`` says how many pipelines there are:
 
-* ``units == lanes`` (the default): one pipeline per lane. A row is accepted every cycle and
-  comes out ``latency`` = ``STAGES`` (11) cycles after its ``i_valid``; ``beats`` = 1.
+* ``units == lanes`` (the default): one pipeline per lane. A row is accepted every cycle into a
+  row register (S0) and comes out ``latency`` = ``STAGES + 1`` (12) cycles after its
+  ``i_valid``; ``beats`` = 1.
 * ``units < lanes``: the pipelines are time-shared. A row takes ``beats = ceil(lanes / units)``
   cycles: on ``i_valid`` the row (and nothing else) is latched into a row register; in the
   ``j``-th cycle after it, lanes ``j*units .. j*units + units - 1`` (slice ``j``; the last slice
@@ -111,9 +112,10 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
     q = stage(Mux(later(overflow, "overflow_", 4), INT32_MAX,
                   ((s + Mux(s < 0, (1 << 31) - 1, 0)) >> 31)[:32]), signed(32), "q")
     # S8, S9: rounding divide by a power of two (round half away from zero).
-    right8 = later(right, "right_", 6)
-    mask = Signal(unsigned(32), name=f"mask_{index}")
-    m.d.comb += mask.eq((1 << right8) - 1)
+    # The mask of the bits shifted out is a register, computed a stage ahead from ``right``.
+    right7 = later(right, "right_", 5)
+    mask = stage((1 << right7) - 1, unsigned(32), "mask")
+    right8 = stage(right7, right7.shape(), "right_5")
     shifted = stage(q >> right8, signed(32), "shifted")
     remainder = stage(q.as_unsigned() & mask, unsigned(32), "remainder")
     threshold = stage((mask >> 1) + (q < 0), unsigned(32), "threshold")
@@ -132,16 +134,16 @@ class Requantizer(wiring.Component):
     ``o_data`` (lanes x int8), ``latency`` cycles after the input.
 
     Attributes: ``units``; ``beats`` = ``ceil(lanes / units)``, the fewest cycles between two
-    ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES`` when ``units == lanes``,
-    else ``beats + STAGES``. ``o_valid`` pulses once per row.
+    ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES + beats``. ``o_valid``
+    pulses once per row.
     """
 
     def __init__(self, *, lanes, units=None):
         self.lanes = check_dimension("lanes", lanes)
         self.units = check_units(units, lanes=lanes)
         self.beats = -(-lanes // self.units)
-        # Time-shared: one cycle in the row register, then one per slice after the first.
-        self.latency = STAGES if self.beats == 1 else STAGES + self.beats
+        # One cycle in the row register, then one per slice after the first.
+        self.latency = STAGES + self.beats
         super().__init__({
             "i_valid":    In(1),
             "i_data":     In(data.ArrayLayout(signed(32), lanes)),
@@ -161,14 +163,13 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self.beats == 1:
-            valid = self.i_valid
-            for _ in range(STAGES):
-                reg = Signal()
-                m.d.sync += reg.eq(valid)
-                valid = reg
-            m.d.comb += self.o_valid.eq(valid)
+            # S0: the row register (the accumulator's block RAM output is not behind the left
+            # shift of S1 then).
+            row = Signal.like(self.i_data, reset_less=True)
+            m.d.sync += row.eq(self.i_data)
+            m.d.comb += self.o_valid.eq(delay(m, self.i_valid, STAGES + 1, "valid"))
             for l in range(self.lanes):
-                out = self._pipeline(m, self.i_data[l], self.multiplier[l], self.shift[l], l)
+                out = self._pipeline(m, row[l], self.multiplier[l], self.shift[l], l)
                 m.d.comb += self.o_data[l].eq(out)
             return m
 

@@ -110,7 +110,7 @@ def test_requantizer_streams_rows(shape, gaps, seed):
     dut = Requantizer(lanes=lanes, units=units)
     beats = dut.beats
     assert beats == -(-lanes // (units or lanes))
-    assert dut.latency == (STAGES if beats == 1 else STAGES + beats)
+    assert dut.latency == STAGES + beats
     n = 120
     x = rng.integers(I32.min, I32.max, (n, lanes), endpoint=True)
     x[rng.random((n, lanes)) < 0.1] = I32.min
@@ -172,8 +172,8 @@ def test_requantizer_parameters():
     but never used" warnings silenced.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        for lanes, units, beats, latency in [(8, None, 1, 11), (8, 8, 1, 11), (8, 3, 3, 14),
-                                             (12, 1, 12, 23), (12, 6, 2, 13), (1, 1, 1, 11)]:
+        for lanes, units, beats, latency in [(8, None, 1, 12), (8, 8, 1, 12), (8, 3, 3, 14),
+                                             (12, 1, 12, 23), (12, 6, 2, 13), (1, 1, 1, 12)]:
             dut = Requantizer(lanes=lanes, units=units)
             assert (dut.units, dut.beats, dut.latency) == (units or lanes, beats, latency)
             del dut
