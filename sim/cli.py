@@ -9,7 +9,8 @@ Subcommands::
                                                         the digits MLP on the accelerator
     tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--json]
                                                         one GEMM: cycles, utilization, DMA bytes
-    tessera build ulx3s|icebreaker [--rows R --cols C] [--freq MHZ] [--allow-timing-failure]
+    tessera build ulx3s|icebreaker [--rows R --cols C] [--multiplier M] [--freq MHZ]
+                                   [--allow-timing-failure]
                                                         a bitstream and its JSON report (FPGA)
 
 Bad arguments give one line on stderr and exit status 2.
