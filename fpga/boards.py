@@ -5,8 +5,8 @@ default configuration); :class:`BoardTop` is the Amaranth top level a platform b
 
 * clock: the board's oscillator, or with a ``freq_mhz`` other than the oscillator's an ECP5
   EHXPLLL (parameters from ``ecppll``, see :func:`ecp5_pll_parameters`). The top defines the
-  ``sync`` domain itself, with a reset (the Lattice platforms' default domain has none, and the
-  ECP5 multiplier primitives use it): held for two cycles after configuration and, with a PLL,
+  ``sync`` domain itself, with a reset (the Lattice platforms' default domain has none, and
+  Tessera's control logic needs one): held for two cycles after configuration and, with a PLL,
   until the PLL locks;
 * the UART of the board's USB serial chip (FTDI): ``rx``/``tx`` to the bridge, 8N1 at ``baud``
   (the divisor is ``round(clock / baud)``);

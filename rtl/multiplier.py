@@ -32,7 +32,7 @@ Implementations (``primitive``), each with its ``latency``:
     ``"ecp5"`` when elaborated for an ECP5 platform, ``"generic"`` otherwise.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,7 +53,11 @@ def check_primitive(primitive, name="primitive"):
 
 class RegisteredMultiplier(wiring.Component):
     """``p = a * b`` ``latency`` cycles later (:data:`LATENCY`: 2, or 3 for ``"lut"``); ``a``
-    and ``b`` signed 8-bit, ``p`` signed 16-bit. A new pair of operands every cycle."""
+    and ``b`` signed 8-bit, ``p`` signed 16-bit. A new pair of operands every cycle.
+
+    The registers are not reset (the DSP's reset inputs are tied low): their contents are only
+    ever used ``latency`` cycles after operands were presented, and a reset net would reach every
+    PE of the array."""
     a: In(signed(8))
     b: In(signed(8))
     p: Out(signed(16))
@@ -76,18 +80,20 @@ class RegisteredMultiplier(wiring.Component):
         elif primitive == "lut":
             self._elaborate_lut(m)
         else:
-            a_reg = Signal(signed(8))
-            b_reg = Signal(signed(8))
+            a_reg = Signal(signed(8), reset_less=True)
+            b_reg = Signal(signed(8), reset_less=True)
+            p_reg = Signal(signed(16), reset_less=True)
             m.d.sync += [
                 a_reg.eq(self.a),
                 b_reg.eq(self.b),
-                self.p.eq(a_reg * b_reg),
+                p_reg.eq(a_reg * b_reg),
             ]
+            m.d.comb += self.p.eq(p_reg)
         return m
 
     def _elaborate_lut(self, m):
-        a_reg = Signal(signed(8))
-        b_reg = Signal(signed(8))
+        a_reg = Signal(signed(8), reset_less=True)
+        b_reg = Signal(signed(8), reset_less=True)
         m.d.sync += [a_reg.eq(self.a), b_reg.eq(self.b)]
 
         def tree(terms):
@@ -100,9 +106,11 @@ class RegisteredMultiplier(wiring.Component):
         low = [Mux(a_reg[i], b_reg << i, 0) for i in range(4)]
         high = [Mux(a_reg[4 + i], b_reg << i, 0) for i in range(3)] + \
                [Mux(a_reg[7], -(b_reg << 3), 0)]
-        lo = Signal(signed(12))     # -1920 .. 1905
-        hi = Signal(signed(12))     # -1016 .. 1024
-        m.d.sync += [lo.eq(tree(low)), hi.eq(tree(high)), self.p.eq((hi << 4) + lo)]
+        lo = Signal(signed(12), reset_less=True)     # -1920 .. 1905
+        hi = Signal(signed(12), reset_less=True)     # -1016 .. 1024
+        p_reg = Signal(signed(16), reset_less=True)
+        m.d.sync += [lo.eq(tree(low)), hi.eq(tree(high)), p_reg.eq((hi << 4) + lo)]
+        m.d.comb += self.p.eq(p_reg)
 
     def _elaborate_mult18x18d(self, m):
         a18 = Signal(signed(18))
@@ -119,7 +127,7 @@ class RegisteredMultiplier(wiring.Component):
         for i in range(4):
             ports[f"i_CLK{i}"] = ClockSignal("sync") if i == 0 else Const(0, 1)
             ports[f"i_CE{i}"] = Const(1, 1) if i == 0 else Const(0, 1)
-            ports[f"i_RST{i}"] = ResetSignal("sync") if i == 0 else Const(0, 1)
+            ports[f"i_RST{i}"] = Const(0, 1)    # no reset: see the class docstring
         m.submodules.dsp = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",

@@ -31,7 +31,7 @@ DSP, 3 for ``"lut"``). ``psum_in`` must carry the partial sum of the same activa
 t+L, which is what the PE above provides when the row reaches it one cycle earlier.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -101,22 +101,35 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        bank = [Signal(OPERAND, name=f"bank{b}") for b in range(2)]
+        # Data registers are not reset: whatever they hold after a reset is never tagged valid
+        # (the tensor core's tag delay line is reset), and a reset would fan out to every PE. Only
+        # the weight beat's ``valid`` is reset, so no bank is written by a stale beat.
+        bank = [Signal(OPERAND, name=f"bank{b}", reset_less=True) for b in range(2)]
         with m.If(self.w_in.valid & (self.w_in.row == self.row)):
             with m.If(self.w_in.bank):
                 m.d.sync += bank[1].eq(self.w_in.value)
             with m.Else():
                 m.d.sync += bank[0].eq(self.w_in.value)
-        m.d.sync += self.w_out.eq(self.w_in)
+        w_valid = Signal()
+        w_rest = Signal(len(self.w_out.as_value()) - 1, reset_less=True)   # bank, row, value
+        act = Signal(OPERAND, reset_less=True)
+        sel = Signal(reset_less=True)
+        psum = Signal(self.psum_out.shape(), reset_less=True)
 
         mul = m.submodules.mul = self.multiplier
         m.d.comb += [
             mul.a.eq(self.act_in),
             mul.b.eq(Mux(self.sel_in, bank[1], bank[0])),
+            self.w_out.as_value().eq(Cat(w_valid, w_rest)),
+            self.act_out.eq(act),
+            self.sel_out.eq(sel),
+            self.psum_out.eq(psum),
         ]
         m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.sel_out.eq(self.sel_in),
-            self.psum_out.eq(self.psum_in + mul.p),
+            w_valid.eq(self.w_in.valid),
+            w_rest.eq(self.w_in.as_value()[1:]),
+            act.eq(self.act_in),
+            sel.eq(self.sel_in),
+            psum.eq(self.psum_in + mul.p),
         ]
         return m

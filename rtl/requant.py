@@ -77,7 +77,9 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
     ECP5; the product is four 16 x 16-bit partial products (one MULT18X18D each) summed in three
     stages."""
     def stage(value, shape, name):
-        reg = Signal(shape, name=f"{name}_{index}")
+        # Data registers are not reset (the valid delay line says what they hold): a reset would
+        # fan out to every one of them.
+        reg = Signal(shape, name=f"{name}_{index}", reset_less=True)
         m.d.sync += reg.eq(value)
         return reg
 
@@ -185,7 +187,7 @@ class Requantizer(wiring.Component):
         # S0 (registers only). The row register: loaded on i_valid, then shifted down by `units`
         # lanes every cycle, so that slice j is in its lanes 0 .. units-1 in the j-th cycle after
         # the load.
-        row = Signal(data.ArrayLayout(signed(32), lanes))
+        row = Signal(data.ArrayLayout(signed(32), lanes), reset_less=True)
         for i in range(lanes):
             following = row[i + units] if i + units < lanes else 0
             m.d.sync += row[i].eq(Mux(self.i_valid, self.i_data[i], following))
@@ -195,8 +197,8 @@ class Requantizer(wiring.Component):
         m.d.sync += tag.eq(select)
         outs = []
         for u in range(units):
-            mult0 = Signal(signed(32), name=f"mult0_{u}")
-            shift0 = Signal(SHIFT, name=f"shift0_{u}")
+            mult0 = Signal(signed(32), name=f"mult0_{u}", reset_less=True)
+            shift0 = Signal(SHIFT, name=f"shift0_{u}", reset_less=True)
             slices = [j for j in range(beats) if j * units + u < lanes]
             m.d.sync += [
                 mult0.eq(reduce(or_, (Mux(select[j], self.multiplier[j * units + u], 0)
@@ -218,7 +220,7 @@ class Requantizer(wiring.Component):
                 if j == beats - 1:
                     m.d.comb += self.o_data[lane].eq(outs[u])
                 else:
-                    collected = Signal(signed(8), name=f"collected_{lane}")
+                    collected = Signal(signed(8), name=f"collected_{lane}", reset_less=True)
                     with m.If(done[j]):
                         m.d.sync += collected.eq(outs[u])
                     m.d.comb += self.o_data[lane].eq(collected)

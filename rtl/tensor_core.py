@@ -182,8 +182,8 @@ class TensorCore(wiring.Component):
                 sel.eq(exec_bank),
             ]
             m.d.comb += [
-                pe[r][0].act_in.eq(delay(m, act, r, f"a_skew_{r}")),
-                pe[r][0].sel_in.eq(delay(m, sel, r, f"a_bank_skew_{r}")),
+                pe[r][0].act_in.eq(delay(m, act, r, f"a_skew_{r}", reset_less=True)),
+                pe[r][0].sel_in.eq(delay(m, sel, r, f"a_bank_skew_{r}", reset_less=True)),
             ]
             for c in range(1, cols):
                 m.d.comb += [
@@ -203,7 +203,8 @@ class TensorCore(wiring.Component):
         tag = Signal(2)         # {last, valid} of the row that is in the PE array's output now
         m.d.comb += tag.eq(delay(m, Cat(a_accept, self.activations.payload.last),
                                  self.latency, "result_tag"))
-        aligned = [delay(m, pe[rows - 1][c].psum_out, cols - 1 - c, f"deskew_{c}")
+        aligned = [delay(m, pe[rows - 1][c].psum_out, cols - 1 - c, f"deskew_{c}",
+                         reset_less=True)
                    for c in range(cols)]
         m.d.comb += [
             fifo.w_en.eq(tag[0]),

@@ -19,13 +19,15 @@ def zero_unless(condition, value):
     return Mux(condition, value, 0)
 
 
-def delay(m, value, cycles, name):
+def delay(m, value, cycles, name, *, reset_less=False):
     """Return ``value`` delayed by ``cycles`` registers (named ``{name}_0`` ...) added to ``m``.
 
     ``value`` may be a plain value or a data view; the registers take its shape or layout.
+    ``reset_less``: data whose validity travels in another (reset) delay line, so a reset need not
+    reach these registers.
     """
     for i in range(cycles):
-        reg = Signal(value.shape(), name=f"{name}_{i}")
+        reg = Signal(value.shape(), name=f"{name}_{i}", reset_less=reset_less)
         m.d.sync += reg.eq(value)
         value = reg
     return value
