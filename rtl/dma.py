@@ -76,7 +76,8 @@ the row's last, ends at the page end or is ``max_burst`` long) lives in register
 burst by constants or register moves only; the next row's state is prepared one row ahead from its
 address (``dram_addr + i * dram_stride``).
 
-LOAD (``ReadRealigner``): a beat ``k`` of a row whose first byte sits at lane ``o`` of its first
+LOAD: R beats enter through a register slice (rtl/register_slice.py: one cycle, full rate; the
+bus RREADY is its flip-flop while loading), then the ``ReadRealigner``: a beat ``k`` of a row whose first byte sits at lane ``o`` of its first
 word is rotated right by ``o`` bytes; lanes ``l < B - o`` of the rotated beat are bytes ``k*B + l``
 of the row and the others are bytes ``(k-1)*B + l``, so each beat writes two fixed slots of an
 assembly register (no variable shifter of row width). After the row's last beat the row, masked to
@@ -125,9 +126,9 @@ Paths: every register-to-register path is meant to stay within about four LUT le
 short adder (125 MHz on an ECP5 -6; ``scripts/timing_paths.py`` estimates them). The descriptor
 checks are registered in CHECK; the burst generator keeps the current and the next row's state in
 registers; which beat ends a row is kept in registers (``_RowTracker``); AxREADY and WREADY only
-move output registers that have a spare entry; RREADY is one LUT level from registers; the credit
-of a burst completing in the current cycle reaches the generator through two LUT levels from the R
-or B inputs.
+move output registers that have a spare entry; the R channel is registered on entry (the
+realigner's RREADY is one LUT level from registers); the credit of a burst completing in the
+current cycle reaches the generator through two LUT levels from the R slice or the B input.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Shape, Signal, unsigned
@@ -138,6 +139,7 @@ from amaranth.utils import exact_log2
 
 from .axi import AXI4Signature, Burst, Resp
 from .dma_descriptor import Direction, DmaDescriptor, DmaError
+from .register_slice import RegisterSlice
 from .util import check_dimension
 
 __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "WriteBeat",
@@ -763,11 +765,20 @@ class Dma(wiring.Component):
         # in flight). The completion terms are written for the case that matters: the generator
         # is stopped once `failed` is high, so RREADY is then loading & realigner.beat.ready, and
         # BREADY is storing. They are two LUT levels from the R / B inputs.
+        # The R channel enters through a register slice: the realigner, the error latch and the
+        # read tracking start at its flip-flops, and RREADY on the bus is a flip-flop. (A beat in
+        # the slice has left the bus but not the tracking FIFO, so the outstanding-read bound
+        # holds on the bus too.)
+        r_slice = m.submodules.r_slice = RegisterSlice(data.StructLayout({
+            "data": self.data_width, "resp": 2, "last": 1}))
+        r = r_slice.o.payload
+        rvalid = r_slice.o.valid
+        rready = r_slice.o.ready
         read_credit = Signal()
         write_credit = Signal()
         m.d.comb += [
             read_credit.eq((read_addrs.level < outstanding) |
-                           (axi.rvalid & axi.rlast & realigner.beat.ready & read_addrs.r_rdy)),
+                           (rvalid & r.last & realigner.beat.ready & read_addrs.r_rdy)),
             write_credit.eq((write_addrs.level < outstanding) |
                             (axi.bvalid & write_addrs.r_rdy)),
         ]
@@ -845,7 +856,7 @@ class Dma(wiring.Component):
                   ((state == _State.START) & ~accepted) | r_error | b_error):
             m.d.sync += [
                 self.error.eq(
-                    Mux(loading, Mux(axi.rresp == Resp.DECERR, DmaError.READ_DECERR,
+                    Mux(loading, Mux(r.resp == Resp.DECERR, DmaError.READ_DECERR,
                                      DmaError.READ_SLVERR),
                     Mux(storing, Mux(axi.bresp == Resp.DECERR, DmaError.WRITE_DECERR,
                                      DmaError.WRITE_SLVERR),
@@ -893,6 +904,14 @@ class Dma(wiring.Component):
             ]
 
         # --- LOAD: R -> realigner -> row_write ----------------------------------------------------
+        # (RREADY only while loading, as before: low after reset and between descriptors.)
+        m.d.comb += [
+            r_slice.i.valid.eq(axi.rvalid & loading),
+            r_slice.i.payload.data.eq(axi.rdata),
+            r_slice.i.payload.resp.eq(axi.rresp),
+            r_slice.i.payload.last.eq(axi.rlast),
+            axi.rready.eq(r_slice.i.ready & loading),
+        ]
         r_done = Signal()
         r_bad = Signal()
         m.d.comb += [
@@ -902,16 +921,16 @@ class Dma(wiring.Component):
             realigner.row_bytes.eq(desc.row_bytes),
             realigner.sram_row.eq(desc.sram_row),
             realigner.buffer.eq(desc.buffer),
-            r_bad.eq(axi.rresp[1]),                         # SLVERR or DECERR
-            axi.rready.eq(loading & (failed | realigner.beat.ready)),
-            realigner.beat.valid.eq(axi.rvalid & loading & ~failed & ~r_bad),
-            realigner.beat.payload.eq(axi.rdata),
-            r_done.eq(axi.rvalid & axi.rready),
-            read_addrs.r_en.eq(r_done & axi.rlast),
+            r_bad.eq(r.resp[1]),                            # SLVERR or DECERR
+            rready.eq(loading & (failed | realigner.beat.ready)),
+            realigner.beat.valid.eq(rvalid & loading & ~failed & ~r_bad),
+            realigner.beat.payload.eq(r.data),
+            r_done.eq(rvalid & rready),
+            read_addrs.r_en.eq(r_done & r.last),
         ]
         wiring.connect(m, realigner.row, wiring.flipped(self.row_write))
         # (with ~failed, RREADY is loading & realigner.beat.ready)
-        m.d.comb += r_error.eq(axi.rvalid & r_bad & loading & ~failed & realigner.beat.ready)
+        m.d.comb += r_error.eq(rvalid & r_bad & loading & ~failed & realigner.beat.ready)
         m.d.comb += read_drained.eq(gen.finished & ~read_addrs.r_rdy & ~realigner.row.valid)
         with m.If(self.row_write.valid & self.row_write.ready):
             m.d.sync += self.bytes_read.eq(self.bytes_read + desc.row_bytes)
