@@ -164,8 +164,17 @@ class Controller(wiring.Component):
         def active(ctl):
             return ctl.busy | (ctl.stall & ~ctl.blocked)
 
-        any_active = active(self.load) | active(self.exec) | active(self.store)
-        any_blocked = self.load.blocked | self.exec.blocked | self.store.blocked
+        # The engines' status, registered: it comes out of their take/issue decisions (which
+        # depend on the tokens), and feeds the end-of-program, STOP and deadlock conditions, which
+        # are stable once true (so a cycle-old view only delays them by a cycle: an engine is
+        # active in the cycle it takes a head, and a queue counts that head until two cycles
+        # later).
+        any_active = Signal()
+        any_blocked = Signal()
+        m.d.sync += [
+            any_active.eq(active(self.load) | active(self.exec) | active(self.store)),
+            any_blocked.eq(self.load.blocked | self.exec.blocked | self.store.blocked),
+        ]
         # A deadlock is a stable state (nothing can move), so it is detected through a pipeline
         # of registers: the engines' ``blocked``/``head_index`` are sampled, the smallest waiting
         # index is found in two steps, and DEADLOCK is raised once the condition has held in the
