@@ -46,7 +46,8 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal,
+                          Signal)
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
@@ -148,14 +149,21 @@ class Tessera(wiring.Component):
         # decided it): it reaches every register of the engines, the buffers' pipelines and the
         # DMA, the design's largest fan-out, so it leaves straight from a flip-flop. The
         # controller cannot start a program in that cycle (it sees the DMA busy).
-        engine_reset = Signal()
+        # That register is the reset of the ``engines`` domain (the ``sync`` clock): it is 1
+        # while ``sync`` is in reset and for a cycle after, so it covers the board's reset too,
+        # and the engines' synchronous resets start at this one flip-flop, with no gate OR-ing
+        # two resets in front of them.
+        engine_reset = Signal(init=1)
         m.d.comb += soft_reset.eq(soft_reset_pending & ~dma_busy)
         m.d.sync += engine_reset.eq(soft_reset | ctrl.force_reset)
+        m.domains.engines = ClockDomain("engines", local=True)
+        m.d.comb += [ClockSignal("engines").eq(ClockSignal("sync")),
+                     ResetSignal("engines").eq(engine_reset)]
         with m.If(regs.ctrl.soft_reset):
             m.d.sync += soft_reset_pending.eq(1)
         with m.Elif(soft_reset):
             m.d.sync += soft_reset_pending.eq(0)
-        engines = ResetInserter(engine_reset)
+        engines = DomainRenamer("engines")
         for name, block in (("dma", dma), ("scratchpad", spad), ("accumulator", acc),
                             ("fetch", fetch), ("dispatcher", disp), ("load_engine", load),
                             ("exec_engine", exe), ("store_engine", store), ("requantizer", rq)):
