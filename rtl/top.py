@@ -75,6 +75,12 @@ __all__ = ["Tessera"]
 #: ``Tessera.elaborate``.
 READ_SLOTS = 20
 
+#: Read bursts the DMA keeps in flight. Six, not the DMA's default four: a burst counts as in
+#: flight until its last beat has left the DMA's R register slice, and with four the short bursts
+#: of small layers lost bus cycles (the digits demo took 73,152 cycles with four, 70,710 with
+#: six, 70,278 without the slice).
+OUTSTANDING_READS = 6
+
 #: DMA clients in grant priority order.
 CLIENTS = ("store", "fetch", "load", "hook")
 
@@ -109,7 +115,8 @@ class Tessera(wiring.Component):
         self.regs = register_file(**self.config)
         self.lanes = lanes = max(rows, cols)
         self.dma = Dma(data_width=bus_width, id_width=id_width, lanes=lanes,
-                       scratchpad_depth=scratchpad_depth, accumulator_depth=accumulator_depth)
+                       scratchpad_depth=scratchpad_depth, accumulator_depth=accumulator_depth,
+                       max_outstanding_reads=OUTSTANDING_READS)
         self.scratchpad = Scratchpad(lanes=lanes, depth=scratchpad_depth)
         self.accumulator = Accumulator(lanes=lanes, depth=accumulator_depth)
         self.fetch = FetchUnit(rows=rows, cols=cols, lanes=lanes,
