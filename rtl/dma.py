@@ -76,15 +76,16 @@ the row's last, ends at the page end or is ``max_burst`` long) lives in register
 burst by constants or register moves only; the next row's state is prepared one row ahead from its
 address (``dram_addr + i * dram_stride``).
 
-LOAD: R beats enter through a register slice (rtl/register_slice.py: one cycle, full rate; the
-bus RREADY is its flip-flop while loading), then the ``ReadRealigner``: a beat ``k`` of a row whose first byte sits at lane ``o`` of its first
-word is rotated right by ``o`` bytes; lanes ``l < B - o`` of the rotated beat are bytes ``k*B + l``
-of the row and the others are bytes ``(k-1)*B + l``, so each beat writes two fixed slots of an
-assembly register (no variable shifter of row width). After the row's last beat the row, masked to
-zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY falls only when
-a row is complete and the previous one has not been taken yet. Which beat is a row's last is kept
-in registers (``_RowTracker``: the lanes of the current and the next row's first and last byte, a
-down-counter of the row's beats), so RREADY is one LUT level from registers.
+LOAD: R beats enter through a register slice (rtl/register_slice.py: one cycle, full rate; the bus
+RREADY is its flip-flop while loading), then the ``ReadRealigner``: a beat ``k`` of a row whose
+first byte sits at lane ``o`` of its first word is rotated right by ``o`` bytes; lanes
+``l < B - o`` of the rotated beat are bytes ``k*B + l`` of the row and the others are bytes
+``(k-1)*B + l``, so each beat writes two fixed slots of an assembly register (no variable shifter
+of row width). After the row's last beat the row, masked to zero from byte ``row_bytes`` on, moves
+to the ``row_write`` output register. RREADY falls only when a row is complete and the previous one
+has not been taken yet. Which beat is a row's last is kept in registers (``_RowTracker``: the lanes
+of the current and the next row's first and last byte, a down-counter of the row's beats), so
+RREADY is one LUT level from registers.
 
 STORE (``WritePacker``): a buffer row is loaded into a shift register; each W beat is the window
 of the previous and the current ``B``-byte slot rotated by ``o``, the row then shifts by one slot.
