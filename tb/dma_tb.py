@@ -467,7 +467,9 @@ async def boundary_sweep(dut):
 @cocotb.test()
 async def throughput(dut):
     """Long transfers with a memory answering at full rate: >= 0.9 bus words per cycle, and the
-    read concurrency reaches max_outstanding_reads."""
+    read bursts in flight on the bus reach max_outstanding_reads (or one fewer, with bursts short
+    enough that one has left the bus while its last beat is still in the R register slice) and
+    never exceed it."""
     tb = await start(dut)
     tb.set_traffic(0.0, 0.0)
     buffer = Buffer.ACCUMULATOR
@@ -509,8 +511,12 @@ async def throughput(dut):
             if direction == Direction.LOAD:
                 in_flight = int(dut.reads_in_flight_max.value)
                 dut._log.info("DMA-THROUGHPUT read bursts in flight (max): %d", in_flight)
-                assert in_flight == tb.outstanding, \
-                    f"{in_flight} read bursts in flight, expected {tb.outstanding}"
+                # Never more than max_outstanding_reads on the bus; at least one fewer: a burst
+                # stays counted until its last beat has left the DMA's R register slice, so with
+                # short bursts one of the tracked bursts may already be off the bus.
+                assert tb.outstanding - 1 <= in_flight <= tb.outstanding, \
+                    f"{in_flight} read bursts in flight, expected {tb.outstanding - 1} .. " \
+                    f"{tb.outstanding}"
     tb.summary("throughput", results=report)
 
 
