@@ -77,25 +77,23 @@ class RegisteredMultiplier(wiring.Component):
         primitive = self.resolved_primitive(platform)
         if primitive == "ecp5":
             self._elaborate_mult18x18d(m)
-        elif primitive == "lut":
-            self._elaborate_lut(m)
-        else:
-            a_reg = Signal(signed(8), reset_less=True)
-            b_reg = Signal(signed(8), reset_less=True)
-            p_reg = Signal(signed(16), reset_less=True)
-            m.d.sync += [
-                a_reg.eq(self.a),
-                b_reg.eq(self.b),
-                p_reg.eq(a_reg * b_reg),
-            ]
-            m.d.comb += self.p.eq(p_reg)
-        return m
-
-    def _elaborate_lut(self, m):
+            return m
+        # In fabric: operand registers, the product (one stage, or two for "lut"), the output
+        # register.
         a_reg = Signal(signed(8), reset_less=True)
         b_reg = Signal(signed(8), reset_less=True)
+        p_reg = Signal(signed(16), reset_less=True)
         m.d.sync += [a_reg.eq(self.a), b_reg.eq(self.b)]
+        if primitive == "lut":
+            m.d.sync += p_reg.eq(self._lut_product(m, a_reg, b_reg))
+        else:
+            m.d.sync += p_reg.eq(a_reg * b_reg)
+        m.d.comb += self.p.eq(p_reg)
+        return m
 
+    @staticmethod
+    def _lut_product(m, a_reg, b_reg):
+        """``a_reg * b_reg`` from two registered 4 x 8-bit partial products (a cycle later)."""
         def tree(terms):
             while len(terms) > 1:
                 terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
@@ -108,9 +106,8 @@ class RegisteredMultiplier(wiring.Component):
                [Mux(a_reg[7], -(b_reg << 3), 0)]
         lo = Signal(signed(12), reset_less=True)     # -1920 .. 1905
         hi = Signal(signed(12), reset_less=True)     # -1016 .. 1024
-        p_reg = Signal(signed(16), reset_less=True)
-        m.d.sync += [lo.eq(tree(low)), hi.eq(tree(high)), p_reg.eq((hi << 4) + lo)]
-        m.d.comb += self.p.eq(p_reg)
+        m.d.sync += [lo.eq(tree(low)), hi.eq(tree(high))]
+        return (hi << 4) + lo
 
     def _elaborate_mult18x18d(self, m):
         a18 = Signal(signed(18))

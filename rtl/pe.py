@@ -31,7 +31,7 @@ DSP, 3 for ``"lut"``). ``psum_in`` must carry the partial sum of the same activa
 t+L, which is what the PE above provides when the row reaches it one cycle earlier.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -111,7 +111,7 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += bank[0].eq(self.w_in.value)
         w_valid = Signal()
-        w_rest = Signal(len(self.w_out.as_value()) - 1, reset_less=True)   # bank, row, value
+        w_beat = Signal.like(self.w_out, reset_less=True)    # its ``valid`` is ``w_valid``
         act = Signal(OPERAND, reset_less=True)
         sel = Signal(reset_less=True)
         psum = Signal(self.psum_out.shape(), reset_less=True)
@@ -120,14 +120,15 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             mul.a.eq(self.act_in),
             mul.b.eq(Mux(self.sel_in, bank[1], bank[0])),
-            self.w_out.as_value().eq(Cat(w_valid, w_rest)),
+            self.w_out.eq(w_beat),
+            self.w_out.valid.eq(w_valid),
             self.act_out.eq(act),
             self.sel_out.eq(sel),
             self.psum_out.eq(psum),
         ]
         m.d.sync += [
             w_valid.eq(self.w_in.valid),
-            w_rest.eq(self.w_in.as_value()[1:]),
+            w_beat.eq(self.w_in),
             act.eq(self.act_in),
             sel.eq(self.sel_in),
             psum.eq(self.psum_in + mul.p),

@@ -16,6 +16,25 @@ def run(dut, bench):
     sim.run()
 
 
+def products(dut, a, b):
+    """Drive ``dut`` (a RegisteredMultiplier) with one operand pair per cycle; return the product
+    that leaves it ``dut.latency`` cycles after each pair."""
+    got = []
+
+    async def bench(ctx):
+        for i in range(len(a) + dut.latency):
+            if i < len(a):
+                ctx.set(dut.a, int(a[i]))
+                ctx.set(dut.b, int(b[i]))
+            await ctx.tick()
+            # p(t+L) = a(t) * b(t): after the tick ending cycle i, p holds cycle i-L+1's product
+            if i >= dut.latency - 1:
+                got.append(ctx.get(dut.p))
+
+    run(dut, bench)
+    return np.array(got[:len(a)])
+
+
 @pytest.mark.parametrize("primitive,latency", [("generic", 2), ("lut", 3)])
 def test_multiplier_latency_and_products(primitive, latency, seed):
     """Products of extreme and random operands, a new pair every cycle, ``latency`` cycles later."""
@@ -25,20 +44,7 @@ def test_multiplier_latency_and_products(primitive, latency, seed):
     expect = golden.gemm(a[:, None], b[None, :])  # outer product: diagonal = a * b
     dut = RegisteredMultiplier(primitive=primitive)
     assert dut.latency == latency
-    got = []
-
-    async def bench(ctx):
-        for i in range(len(a) + latency):
-            if i < len(a):
-                ctx.set(dut.a, int(a[i]))
-                ctx.set(dut.b, int(b[i]))
-            await ctx.tick()
-            # p(t+L) = a(t) * b(t): after the tick ending cycle i, p holds cycle i-L+1's product
-            if i >= latency - 1:
-                got.append(ctx.get(dut.p))
-
-    run(dut, bench)
-    np.testing.assert_array_equal(np.array(got[:len(a)]), np.diag(expect))
+    np.testing.assert_array_equal(products(dut, a, b), np.diag(expect))
 
 
 def test_lut_multiplier_every_product():
@@ -47,19 +53,7 @@ def test_lut_multiplier_every_product():
     expect = golden.gemm(values[:, None], values[None, :])    # expect[i, j] = values[i] * values[j]
     a, b = np.repeat(values, 256), np.tile(values, 256)        # pair k = (k // 256, k % 256)
     dut = RegisteredMultiplier(primitive="lut")
-    got = []
-
-    async def bench(ctx):
-        for i in range(len(a) + dut.latency):
-            if i < len(a):
-                ctx.set(dut.a, int(a[i]))
-                ctx.set(dut.b, int(b[i]))
-            await ctx.tick()
-            if i >= dut.latency - 1:
-                got.append(ctx.get(dut.p))
-
-    run(dut, bench)
-    np.testing.assert_array_equal(np.array(got[:len(a)]), expect.ravel())
+    np.testing.assert_array_equal(products(dut, a, b), expect.ravel())
 
 
 @pytest.mark.parametrize("primitive", ["generic", "lut"])
