@@ -46,6 +46,19 @@ def _job_fifo(m, name, layout):
     return fifo, head
 
 
+def _row_address(m, name, base, step, last, width):
+    """The address of a job's rows with no adder in front of the RAM: ``base`` for the job's
+    first row, then the register ``following`` (the previous address + 1). ``step``: a row is
+    addressed in this cycle; ``last``: it is the job's last."""
+    first = Signal(name=f"{name}_first", init=1)
+    following = Signal(width, name=f"{name}_following")
+    addr = Signal(width, name=f"{name}_addr")
+    m.d.comb += addr.eq(Mux(first, base, following))
+    with m.If(step):
+        m.d.sync += [first.eq(last), following.eq(addr + 1)]
+    return addr
+
+
 class _RowReader:
     """Reads scratchpad rows ``base + i`` (i <= final_index) into a valid/ready stream, one per
     cycle.
@@ -62,20 +75,15 @@ class _RowReader:
         advance = ~self.valid | out_ready
         issue = Signal(name=f"{name}_issue")
         final = self.index == final_index
-        # The row address without an adder in front of the RAM: the job's base for its first row,
-        # else the register ``following`` (the previous address + 1).
-        first = Signal(name=f"{name}_first", init=1)
-        following = Signal.like(port.addr, name=f"{name}_following")
         m.d.comb += [
             issue.eq(advance & job_valid),
-            port.addr.eq(Mux(first, base, following)),
+            port.addr.eq(_row_address(m, name, base, issue, final, len(port.addr))),
             port.en.eq(issue),
             self.done_job.eq(issue & final),
         ]
         with m.If(issue):
             m.d.sync += [self.valid.eq(1), self.last.eq(final),
-                         self.index.eq(Mux(final, 0, self.index + 1)),
-                         first.eq(final), following.eq(port.addr + 1)]
+                         self.index.eq(Mux(final, 0, self.index + 1))]
         with m.Elif(out_ready):
             m.d.sync += self.valid.eq(0)
 
@@ -187,26 +195,23 @@ class ExecEngine(wiring.Component):
         out_index = Signal(ROW)
         final = out_index == res_job.final
         write = Signal()
-        # The row address as in _RowReader: the job's row first, then a register (+1 per row).
-        out_first = Signal(init=1)
-        out_following = Signal.like(self.acc_write.addr)
         m.d.comb += [
             core.results.ready.eq(self.acc_write_ready),
             write.eq(core.results.valid & core.results.ready),
             self.acc_write.en.eq(write),
-            self.acc_write.addr.eq(Mux(out_first, res_job.row, out_following)),
+            self.acc_write.addr.eq(_row_address(m, "out", res_job.row, write, final,
+                                                len(self.acc_write.addr))),
             self.acc_write.mode.eq(Mux(res_job.accumulate, WriteMode.ACCUMULATE,
                                        WriteMode.OVERWRITE)),
             self.acc_write.data.as_value().eq(core.results.payload.data.as_value()),
-            res_fifo.r_en.eq(write & final),
             res_done.eq(write & final),
+            res_fifo.r_en.eq(res_done),
         ]
         with m.If(write):
-            m.d.sync += [out_index.eq(Mux(final, 0, out_index + 1)), out_first.eq(final),
-                         out_following.eq(self.acc_write.addr + 1)]
+            m.d.sync += out_index.eq(Mux(final, 0, out_index + 1))
 
         # Push the finished instruction's tokens once its last row is in the RAM.
-        done = write & final
+        done = res_done
         pending_push = res_job.push
         pending_index = res_job.index
         for i in range(COMMIT_DELAY):
