@@ -283,13 +283,15 @@ class Controller(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & ~self.soft_abort & ~self.dma_busy):
-                    m.d.sync += [begin.eq(1), self.error_code.eq(0), self.error_index.eq(0)]
+                    m.d.sync += begin.eq(1)
                     m.next = "BEGIN"
             with m.State("BEGIN"):
                 # ``begin`` is high in this cycle only, from a register: it fans out to the
                 # fetch unit, the dispatcher and every counter, and its condition comes from the
-                # register file and the DMA.
-                m.d.sync += begin.eq(0)
+                # register file and the DMA. The previous program's error is cleared here too,
+                # not in the cycle of the start: the error registers' enable is then the state
+                # register, not the start condition.
+                m.d.sync += [begin.eq(0), self.error_code.eq(0), self.error_index.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [

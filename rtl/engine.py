@@ -186,13 +186,18 @@ def attach_queue(m, engine):
 def take_head(m, q, ctl, insn):
     """In an idle state: report the head as stalled (blocked when its tokens are missing); when
     its tokens are there, take them and the head into ``insn``. Returns the condition under which
-    the head is taken (for the caller's state transition)."""
+    the head is taken (for the caller's state transition).
+
+    ``insn`` is loaded from the head in every cycle of the idle state, taken or not (it is used
+    only after a take, and then holds the head of the take's cycle): its enable — the width of an
+    instruction — is the engine's state register, not the take decision, which depends on the
+    controller's ``abort`` and tokens."""
     ready = q.valid & ~ctl.abort & q.tokens_ready
     with m.If(q.valid & ~ctl.abort):
         m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
     with m.If(ready):
         m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
-        m.d.sync += insn.eq(q.head)
+    m.d.sync += insn.eq(q.head)
     return ready
 
 

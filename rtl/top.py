@@ -46,8 +46,8 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
-from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal,
-                          Signal)
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux,
+                          ResetSignal, Signal)
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect, flipped
@@ -57,10 +57,11 @@ from .axi import AXI4LiteSignature, AXI4Signature
 from .controller import Controller
 from .dispatcher import Dispatcher
 from .dma import Dma
-from .dma_descriptor import Buffer, DmaError
+from .dma_descriptor import Buffer, DmaDescriptor, DmaError
 from .exec_engine import ExecEngine
 from .fetch import FetchUnit
 from .load_engine import LoadEngine
+from .register_slice import RegisterSlice
 from .registers import ADDR_WIDTH, PERF_COUNTERS, dma_descriptor, register_file
 from .requant import Requantizer, check_units
 from .scratchpad import Scratchpad
@@ -239,10 +240,19 @@ class Tessera(wiring.Component):
         with m.Elif(grant_hook | engine_reset):
             m.d.sync += hook_pending.eq(0)
         m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & ~ctrl.running)
+        # Each client's descriptor enters the arbiter through a register slice (in the engines'
+        # domain, so the engine reset empties it): the priority and the holding register start
+        # at flip-flops next to the arbiter, not at the clients' state machines and the
+        # controller's ``abort`` on the other side of the die, and a client sees a registered
+        # ``ready``. A client has one descriptor outstanding at a time, so the slice holds at
+        # most one; a descriptor in a slice is committed, as one in the holding register is.
+        slices = {}
+        for name, client in (("store", store), ("fetch", fetch), ("load", load)):
+            request = slices[name] = RegisterSlice(DmaDescriptor())
+            m.submodules[f"{name}_request"] = engines(request)
+            connect(m, client.descriptor, request.i)
         requests = {
-            "store": (store.descriptor.valid, store.descriptor.payload),
-            "fetch": (fetch.descriptor.valid, fetch.descriptor.payload),
-            "load": (load.descriptor.valid, load.descriptor.payload),
+            **{name: (request.o.valid, request.o.payload) for name, request in slices.items()},
             "hook": (hook_valid, dma_descriptor(regs)),
         }
         # The winner's descriptor goes into a holding register (``held``), which offers it to the
@@ -258,7 +268,8 @@ class Tessera(wiring.Component):
             dma.descriptor.valid.eq(held_valid),
             dma.descriptor.payload.eq(held),
             hold_free.eq(~held_valid | dma.descriptor.ready),
-            dma_busy.eq(dma.busy | held_valid),
+            dma_busy.eq(dma.busy | held_valid |
+                        Cat(*(request.o.valid for request in slices.values())).any()),
         ]
         with m.If(held_valid & dma.descriptor.ready):
             m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
@@ -290,7 +301,7 @@ class Tessera(wiring.Component):
             if name != "hook":
                 client = {"store": store, "fetch": fetch, "load": load}[name]
                 m.d.comb += [
-                    client.descriptor.ready.eq(granted[i]),
+                    slices[name].o.ready.eq(granted[i]),
                     client.dma_done.eq(dma.done & (owner == i)),
                     client.dma_error.eq(dma.error),
                 ]
