@@ -10,7 +10,8 @@
                                        │           engine idle
                                        └─ HALT ──► ``halted``: dispatch nothing more
 
-The fetch unit has decoded each instruction (:class:`~tessera.rtl.fetch.FetchedEntry`: the
+A dispatched instruction reaches its queue a cycle later, from registers (the instruction and a
+``valid`` per queue). The fetch unit has decoded each instruction (:class:`~tessera.rtl.fetch.FetchedEntry`: the
 decoder's checks, one bit each, target engine, FENCE, HALT); ``[head]`` is a register holding the
 oldest one, so dispatch decisions start at flip-flops. The first failing check is the error.
 
@@ -27,7 +28,7 @@ number ``program_len``) and BUS_ERROR for an instruction the fetch unit could no
 FENCE or on a full queue, or stopped): one input of the controller's deadlock detection.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -106,6 +107,12 @@ class Dispatcher(wiring.Component):
         queues = {Engine.LOAD: (self.load, self.load_taken),
                   Engine.EXEC: (self.exec, self.exec_taken),
                   Engine.STORE: (self.store, self.store_taken)}
+        # The queues are fed from registers (a cycle after the dispatch decision): the queues'
+        # write side and counters start at flip-flops here, not at the decision. ``entry`` is
+        # loaded every cycle (it is the head a cycle later); each queue's ``valid`` is its push.
+        entry = Signal(QueueEntry(), reset_less=True)
+        m.d.sync += entry.eq(head.entry)
+        in_transit = []
         for engine, (queue, taken) in queues.items():
             # Credits: ``count`` entries in the queue as far as the dispatcher knows (its pushes,
             # minus the engine's takes a cycle late); ``full`` is a register, set from
@@ -115,11 +122,14 @@ class Dispatcher(wiring.Component):
             full = Signal(name=f"{name}_full")
             taken_seen = Signal(name=f"{name}_taken_seen")
             pushed = Signal(name=f"{name}_pushed")
+            push = Signal(name=f"{name}_push")      # ``pushed``, registered
             m.d.comb += [
-                queue.payload.eq(head.entry),
+                queue.payload.eq(entry),
                 pushed.eq(go & (head.engine == engine) & ~full),
-                queue.valid.eq(pushed),
+                queue.valid.eq(push),
             ]
+            m.d.sync += push.eq(pushed)
+            in_transit.append(push)
             with m.If(head.engine == engine):
                 m.d.comb += target_ready.eq(~full)
             m.d.sync += taken_seen.eq(taken)
@@ -150,10 +160,11 @@ class Dispatcher(wiring.Component):
             m.d.sync += [at_fault.eq(self.fault & (self.fault_index == self.index)),
                          at_end.eq(self.index == length)]
 
-        # ``engines_idle`` as of the previous cycle, and nothing dispatched since (a FENCE waits
-        # one cycle longer; the engines cannot get work while it waits, so it cannot be stale).
+        # ``engines_idle`` as of the previous cycle, and nothing dispatched since nor on its way
+        # to a queue (a FENCE waits one cycle longer; the engines cannot get work while it waits,
+        # so it cannot be stale).
         idle = Signal()
-        m.d.sync += idle.eq(self.engines_idle & ~take)
+        m.d.sync += idle.eq(self.engines_idle & ~take & ~Cat(*in_transit).any())
 
         # ``stop`` clears ``active`` (a register) but does not gate dispatch in the cycle it rises:
         # it fans out far, and an instruction dispatched in that cycle goes to a queue that

@@ -67,9 +67,10 @@ the row's last byte (``B`` = bytes per beat) are cut into INCR bursts of at most
 that end at a 4 KiB boundary; AxSIZE is always the full bus width, so every beat is one aligned bus
 word. A burst waits in the AR (or AW) output register until its handshake; the register has a
 spare entry (a skid buffer), so generating a burst never waits for AxREADY. A new burst is
-generated only while its tracking FIFO holds fewer than ``max_outstanding_reads`` entries or one
-completes in that cycle, which bounds outstanding reads to ``max_outstanding_reads`` and
-outstanding writes (AW issued, B not yet received) to the same number. The generator produces one
+generated only while its tracking FIFO holds fewer than ``max_outstanding_reads`` entries (a
+registered credit: a completed burst frees its entry for the next cycle's generation), which
+bounds outstanding reads to ``max_outstanding_reads`` and outstanding writes (AW issued, B not yet
+received) to the same number. The generator produces one
 burst per cycle, so short rows cost one burst each but no idle cycles: the current row's state
 (next word, words left, words to the page end, their difference, and whether the next burst is
 the row's last, ends at the page end or is ``max_burst`` long) lives in registers and changes per
@@ -761,11 +762,10 @@ class Dma(wiring.Component):
         m.submodules.write_addrs = write_addrs = SyncFIFO(width=32, depth=outstanding + 1)
         m.submodules.write_lens = write_lens = SyncFIFO(width=_BurstBeats().size,
                                                         depth=outstanding + 1)
-        # Credit: fewer than `outstanding` bursts tracked, or one completes in this cycle (else
-        # a read burst of a few beats could not be replaced in time to keep `outstanding` bursts
-        # in flight). The completion terms are written for the case that matters: the generator
-        # is stopped once `failed` is high, so RREADY is then loading & realigner.beat.ready, and
-        # BREADY is storing. They are two LUT levels from the R / B inputs.
+        # Credit: fewer than `outstanding` bursts tracked. The credits are registers (computed
+        # from the FIFOs' next levels), so the generator's `issue` — the enable of its row
+        # state and of the burst register — starts at flip-flops, not at the R and B channels
+        # and the realigner's ready. A burst that completes frees its credit a cycle later.
         # The R channel enters through a register slice: the realigner, the error latch and the
         # read tracking start at its flip-flops, and RREADY on the bus is a flip-flop. (A beat in
         # the slice has left the bus but not the tracking FIFO, so the outstanding-read bound
@@ -775,14 +775,13 @@ class Dma(wiring.Component):
         r = r_slice.o.payload
         rvalid = r_slice.o.valid
         rready = r_slice.o.ready
-        read_credit = Signal()
-        write_credit = Signal()
-        m.d.comb += [
-            read_credit.eq((read_addrs.level < outstanding) |
-                           (rvalid & r.last & realigner.beat.ready & read_addrs.r_rdy)),
-            write_credit.eq((write_addrs.level < outstanding) |
-                            (axi.bvalid & write_addrs.r_rdy)),
-        ]
+        read_credit = Signal(init=1)
+        write_credit = Signal(init=1)
+
+        def level_next(fifo):
+            return fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy)
+        m.d.sync += [read_credit.eq(level_next(read_addrs) < outstanding),
+                     write_credit.eq(level_next(write_addrs) < outstanding)]
 
         desc = Signal(DmaDescriptor())
         start = Signal()
