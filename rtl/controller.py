@@ -210,11 +210,15 @@ class Controller(wiring.Component):
 
         # --- watchdog -----------------------------------------------------------------------------
         quiet = Signal(32)
-        # Progress is registered (the watchdog counts from the cycle after it).
+        # Progress is registered twice (the watchdog counts from two cycles after it): each
+        # source — from the bus, the dispatcher and the engines, all over the die — into its own
+        # flip-flop, then their OR.
+        sources = [self.progress, self.dispatched, self.mac_active,
+                   *(ctl.pop_en for ctl in (self.load, self.exec, self.store)),
+                   *(ctl.push_en for ctl in (self.load, self.exec, self.store))]
+        progress_seen = Signal(len(sources))
         activity = Signal()
-        m.d.sync += activity.eq(self.progress | self.dispatched | self.mac_active |
-                                self.load.pop_en | self.exec.pop_en | self.store.pop_en |
-                                self.load.push_en | self.exec.push_en | self.store.push_en)
+        m.d.sync += [progress_seen.eq(Cat(*sources)), activity.eq(progress_seen.any())]
         with m.If(begin | activity | ~self.running):
             m.d.sync += quiet.eq(0)
         with m.Else():

@@ -449,9 +449,16 @@ class Tessera(wiring.Component):
             m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(acc.read.data.as_value())]
         with m.Elif(rq.o_valid):
             m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(rq.o_data.as_value())]
+        # The FIFO's output enters the DMA through a register slice: the FIFO's read side (its
+        # level and output register) starts at the slice's registered ``ready``, not at the
+        # DMA's write packer, and the packer starts at flip-flops. (The credits count the FIFO
+        # only: the slice has its own handshake.)
+        row_slice = RegisterSlice(dma.row_read_data.payload.shape())
+        m.submodules.read_slice = engines(row_slice)
         m.d.comb += [
-            dma.row_read_data.valid.eq(fifo.r_rdy),
-            dma.row_read_data.payload.as_value().eq(fifo.r_data),
-            fifo.r_en.eq(dma.row_read_data.ready),
+            row_slice.i.valid.eq(fifo.r_rdy),
+            row_slice.i.payload.as_value().eq(fifo.r_data),
+            fifo.r_en.eq(row_slice.i.ready),
         ]
+        connect(m, row_slice.o, dma.row_read_data)
         return m
