@@ -330,8 +330,14 @@ class Controller(wiring.Component):
                 m.d.comb += [self.force_reset.eq(1), self.done.eq(1)]
                 m.d.sync += stopping.eq(0)
                 m.next = "IDLE"
+        # The engines' ``abort`` is a register, a cycle after ``stop`` or the soft reset rises:
+        # it reaches the three engines and their queues across the die from one flip-flop. (In
+        # the cycle ``stop`` rises an engine may still take its queue's head, as the dispatcher
+        # may still dispatch; that instruction runs to its end like the ones already running.)
+        engine_abort = Signal()
+        m.d.sync += engine_abort.eq(self.stop | self.soft_abort)
         for ctl in (self.load, self.exec, self.store):
-            m.d.comb += ctl.abort.eq(self.stop | self.soft_abort)
+            m.d.comb += ctl.abort.eq(engine_abort)
 
         # --- performance counters -----------------------------------------------------------------
         events = {
