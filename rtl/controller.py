@@ -6,10 +6,11 @@
 
     RUN ── HALT dispatched, queues empty, engines and DMA idle ──► IDLE (done)
      │
-     ├── error (dispatcher, engine, token overflow, deadlock) ──► STOP
+     ├── error (dispatcher, engine, token overflow, deadlock) ──► RECORD ──► STOP
+     │     RECORD: ERROR_CODE/INFO are loaded (one cycle).
      │     STOP: abort = 1 (nothing new starts, queues are emptied); what is
      │     executing finishes, so the bus is left idle ──► IDLE (done, error)
-     └── watchdog ──► reset the engines and the DMA ──► IDLE (done, error)
+     └── watchdog ──► RECORD ──► RESET: reset the engines and the DMA ──► IDLE (done, error)
 
 Tokens: a counter per ordered pair of engines (src -> dst), cleared by start. A push of src to dst
 adds one, a pop by dst from src takes one (both counted in the cycle after the engine's
@@ -266,6 +267,12 @@ class Controller(wiring.Component):
         for en_q, code_q, index_q in reported[1:]:
             with m.Elif(en_q):
                 m.d.comb += [error.eq(code_q), error_index.eq(index_q)]
+        # The multiplexer's choice, registered in every cycle (RECORD takes the one of the cycle
+        # in which ``pending`` was seen), and whether the program is then reset (watchdog).
+        first_error = Signal(4)
+        first_index = Signal(INDEX)
+        to_reset = Signal()
+        m.d.sync += [first_error.eq(error), first_index.eq(error_index)]
 
         # --- life cycle ---------------------------------------------------------------------------
         engines_quiet = ~any_active & ~self.fetch_busy & ~self.dma_busy
@@ -280,8 +287,8 @@ class Controller(wiring.Component):
             finished.eq(~begin & self.halted & engines_quiet & self.load.empty &
                         self.exec.empty & self.store.empty),
         ]
-        # ``stop`` = ``pending`` (in RUN) or ``stopping`` (in STOP and RESET): two registers and
-        # one gate, as it fans out to every engine, queue and the dispatcher.
+        # ``stop`` = ``pending`` (in RUN) or ``stopping`` (in RECORD, STOP, RESET): two
+        # registers and one gate, as it fans out to every engine, queue and the dispatcher.
         stopping = Signal()
         m.d.comb += self.stop.eq(pending | stopping)
         with m.FSM():
@@ -303,12 +310,8 @@ class Controller(wiring.Component):
                     deadlock_now.eq(self.stuck & ~any_active & any_blocked),
                 ]
                 with m.If(pending):
-                    m.d.sync += [self.error_code.eq(error), self.error_index.eq(error_index),
-                                 stopping.eq(1)]
-                    with m.If(watchdog_reported):
-                        m.next = "RESET"
-                    with m.Else():
-                        m.next = "STOP"
+                    m.d.sync += [stopping.eq(1), to_reset.eq(watchdog_reported)]
+                    m.next = "RECORD"
                 with m.Elif(self.soft_abort):
                     m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
                                  self.error_index.eq(self.dispatch_index), stopping.eq(1)]
@@ -316,6 +319,16 @@ class Controller(wiring.Component):
                 with m.Elif(finished):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
+            with m.State("RECORD"):
+                # The first error, from the registered priority multiplexer (a cycle after
+                # ``pending``): ERROR_CODE/INFO are loaded from registers next to them. STOP and
+                # RESET come after, so ``done`` never comes before the error.
+                m.d.comb += self.running.eq(1)
+                m.d.sync += [self.error_code.eq(first_error), self.error_index.eq(first_index)]
+                with m.If(to_reset):
+                    m.next = "RESET"
+                with m.Else():
+                    m.next = "STOP"
             with m.State("STOP"):
                 m.d.comb += self.running.eq(1)
                 with m.If(watchdog_reported):
