@@ -338,25 +338,36 @@ class Tessera(wiring.Component):
                 getattr(ctrl, f"count_{name.lower()}"))
 
         # --- DMA rows in: fetch unit, scratchpad, accumulator -----------------------------------
+        # The fetch unit registers its rows itself. The buffers' rows are registered here, a
+        # cycle after the DMA writes them (``row_q``, its write flags): the block RAM write ports
+        # and the accumulator's port arbitration — EXEC's ``acc_write_ready``, which stops the
+        # array's result stream — start at flip-flops, not at the DMA. (A LOAD's rows are
+        # written long before its tokens reach an engine that reads them.)
         row = dma.row_write.payload
         to_fetch = owned_by["fetch"]
+        row_q = Signal.like(row, reset_less=True)
+        spad_dma_write = Signal()
         acc_dma_write = Signal()
+        m.d.engines += [
+            spad_dma_write.eq(dma.row_write.valid & ~to_fetch &
+                              (row.buffer == Buffer.SCRATCHPAD)),
+            acc_dma_write.eq(dma.row_write.valid & ~to_fetch &
+                             (row.buffer == Buffer.ACCUMULATOR)),
+        ]
+        m.d.sync += row_q.eq(row)
         m.d.comb += [
             dma.row_write.ready.eq(1),
             fetch.row_valid.eq(dma.row_write.valid & to_fetch),
             fetch.row_data.eq(row.data.as_value()),
-            spad.write.addr.eq(row.row),
-            spad.write.data.as_value().eq(row.data.as_value()[:8 * lanes]),
-            spad.write.en.eq(dma.row_write.valid & ~to_fetch &
-                             (row.buffer == Buffer.SCRATCHPAD)),
-            acc_dma_write.eq(dma.row_write.valid & ~to_fetch &
-                             (row.buffer == Buffer.ACCUMULATOR)),
+            spad.write.addr.eq(row_q.row),
+            spad.write.data.as_value().eq(row_q.data.as_value()[:8 * lanes]),
+            spad.write.en.eq(spad_dma_write),
             exe.acc_write_ready.eq(~acc_dma_write),
         ]
         with m.If(acc_dma_write):
             m.d.comb += [
-                acc.write.addr.eq(row.row),
-                acc.write.data.as_value().eq(row.data.as_value()),
+                acc.write.addr.eq(row_q.row),
+                acc.write.data.as_value().eq(row_q.data.as_value()),
                 acc.write.mode.eq(WriteMode.OVERWRITE),
                 acc.write.en.eq(1),
             ]
