@@ -30,11 +30,13 @@ AXI bursts
     flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
     cycle, the first five cycles after the AR handshake.
 Direct port
-    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (3) cycles
-    later (only then) is the word at ``addr`` (the storage's inputs and output are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word
-    ``addr``. The direct port is always served in the cycle it asks; reading and writing in the
-    same cycle is not allowed (the write wins). Addresses beyond the memory are ignored (reads
-    return an unspecified word).
+    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (4) cycles
+    later (only then) is the word at ``addr`` (the request, the storage's inputs and its output
+    are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to
+    word ``addr``. A request is registered and always served in the next cycle (the AXI side
+    then waits; its arbitration, WREADY included, starts at flip-flops, not at the bridge's
+    state machine); reading and writing in the same cycle is not allowed (the write wins).
+    Addresses beyond the memory are ignored (reads return an unspecified word).
 """
 
 from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal
@@ -49,8 +51,11 @@ from tessera.rtl.axi import AXI4Signature, Burst, Resp
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
            "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
 
-#: Cycles from a direct-port read request to its ``rdata``.
-DIRECT_READ_LATENCY = 3
+#: Cycles from a read of the storage (address and enable decided) to its data in ``rdata``.
+_STORAGE_LATENCY = 3
+
+#: Cycles from a direct-port read request to its ``rdata`` (one more: the request register).
+DIRECT_READ_LATENCY = _STORAGE_LATENCY + 1
 
 #: Entries of the read-beat queue (also the read beats issued but not yet taken by the manager).
 R_QUEUE_DEPTH = 6
@@ -200,15 +205,21 @@ class AxiRam(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        axi, direct = self.s_axi, self.direct
+        axi = self.s_axi
+        # The direct port's request, registered (served a cycle after it is made).
+        direct = Signal(data.StructLayout({"addr": self.index_width, "read": 1,
+                                           "write": self.word_bytes, "wdata": self.data_width}))
+        m.d.sync += [direct.addr.eq(self.direct.addr), direct.read.eq(self.direct.read),
+                     direct.write.eq(self.direct.write), direct.wdata.eq(self.direct.wdata)]
         addr = Signal(self.index_width)
         read_en = Signal()
         write_en = Signal(self.word_bytes)
         wdata = Signal(self.data_width)
         rdata = Signal(self.data_width)
         # The storage's inputs and its output are registered (block RAM address, enables and
-        # data straight from flip-flops, its slow clock-to-out into one register), so read data
-        # arrives DIRECT_READ_LATENCY = 3 cycles after the request.
+        # data straight from flip-flops, its slow clock-to-out into one register): read data
+        # arrives _STORAGE_LATENCY = 3 cycles after the read is decided (DIRECT_READ_LATENCY = 4
+        # after a direct request, which is registered first).
         ram_addr, ram_read = Signal.like(addr), Signal()
         ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata)
         ram_rdata = Signal.like(rdata)
@@ -216,7 +227,7 @@ class AxiRam(wiring.Component):
                      ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
         self.resolved_storage(platform)(m, ram_addr, ram_read, ram_write, ram_wdata, ram_rdata)
         m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, axi.wdata)),
-                     direct.rdata.eq(rdata)]
+                     self.direct.rdata.eq(rdata)]
 
         # --- burst registers -------------------------------------------------------------------
         r_active = Signal()
@@ -279,7 +290,7 @@ class AxiRam(wiring.Component):
             m.d.sync += b_pending.eq(0)
 
         # --- read beats: memory, then the R queue ----------------------------------------------
-        # The beat travels with its read through the storage's DIRECT_READ_LATENCY registers.
+        # The beat travels with its read through the storage's _STORAGE_LATENCY registers.
         issued = Signal(beat_layout, name="requested")
         issued_valid = Signal(name="requested_valid")
         m.d.sync += [
@@ -289,7 +300,7 @@ class AxiRam(wiring.Component):
             issued.resp.eq(Mux(~r.supported, Resp.SLVERR,
                                Mux(in_range_r, Resp.OKAY, Resp.DECERR))),
         ]
-        for stage in range(DIRECT_READ_LATENCY - 1):
+        for stage in range(_STORAGE_LATENCY - 1):
             later, later_valid = Signal(beat_layout, name=f"issued_{stage}"), Signal()
             m.d.sync += [later.eq(issued), later_valid.eq(issued_valid)]
             issued, issued_valid = later, later_valid
