@@ -17,6 +17,11 @@ downstream logic starts at flip-flops. Used where a bus enters a block that take
 
 Order and contents are kept: every accepted payload leaves once, in order. The payload registers
 are not reset (``valid`` says what they hold).
+
+``RegisterSlice(shape, full_rate=False)`` leaves out ``spare``: ``i.ready`` is ``~o.valid``, so
+a transfer at most every other cycle, and ``out`` loads in every cycle it is empty (its enable is
+``o.valid``, one flip-flop, not the upstream logic). For a client with one request outstanding
+at a time (the DMA arbiter's), that costs nothing.
 """
 
 from amaranth.hdl import Module, Signal
@@ -29,7 +34,8 @@ __all__ = ["RegisterSlice"]
 class RegisterSlice(wiring.Component):
     """``i`` (stream in) to ``o`` (stream out) of ``payload_shape``, one cycle later."""
 
-    def __init__(self, payload_shape):
+    def __init__(self, payload_shape, *, full_rate=True):
+        self.full_rate = full_rate
         super().__init__({
             "i": In(stream.Signature(payload_shape)),
             "o": Out(stream.Signature(payload_shape)),
@@ -40,6 +46,14 @@ class RegisterSlice(wiring.Component):
         out = Signal.like(self.o.payload, reset_less=True)
         spare = Signal.like(self.o.payload, reset_less=True)
         out_valid = Signal()
+        if not self.full_rate:
+            m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out),
+                         self.i.ready.eq(~out_valid)]
+            with m.If(~out_valid):
+                m.d.sync += [out.eq(self.i.payload), out_valid.eq(self.i.valid)]
+            with m.Elif(self.o.ready):
+                m.d.sync += out_valid.eq(0)
+            return m
         spare_valid = Signal()
         m.d.comb += [
             self.o.valid.eq(out_valid),

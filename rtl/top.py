@@ -184,12 +184,18 @@ class Tessera(wiring.Component):
         connect(m, dma.m_axi, flipped(self.m_axi))
 
         # --- program control --------------------------------------------------------------------
+        # The fetch unit's abort is a register (a cycle after ``stop`` or the end of the
+        # program): it gates the fetch FIFO's writes and the descriptor, far from the controller.
+        # (In that cycle the fetch unit may still issue a descriptor, which it then waits for;
+        # the rows are dropped.)
+        fetch_abort = Signal(init=1)
+        m.d.sync += fetch_abort.eq(~ctrl.running | ctrl.stop)
         m.d.comb += [
             ctrl.start.eq(regs.ctrl.start),
             ctrl.soft_abort.eq(soft_reset_pending),
             ctrl.watchdog.eq(regs.watchdog.cycles),
             fetch.start.eq(ctrl.begin),
-            fetch.abort.eq(~ctrl.running | ctrl.stop),
+            fetch.abort.eq(fetch_abort),
             fetch.program_addr.eq(regs.program_addr.addr),
             fetch.program_len.eq(regs.program_len.length),
             disp.start.eq(ctrl.begin),
@@ -244,11 +250,12 @@ class Tessera(wiring.Component):
         # domain, so the engine reset empties it): the priority and the holding register start
         # at flip-flops next to the arbiter, not at the clients' state machines and the
         # controller's ``abort`` on the other side of the die, and a client sees a registered
-        # ``ready``. A client has one descriptor outstanding at a time, so the slice holds at
-        # most one; a descriptor in a slice is committed, as one in the holding register is.
+        # ``ready``. A client has one descriptor outstanding at a time, so the slice needs no
+        # spare entry (half rate); a descriptor in a slice is committed, as one in the holding
+        # register is.
         slices = {}
         for name, client in (("store", store), ("fetch", fetch), ("load", load)):
-            request = slices[name] = RegisterSlice(DmaDescriptor())
+            request = slices[name] = RegisterSlice(DmaDescriptor(), full_rate=False)
             m.submodules[f"{name}_request"] = engines(request)
             connect(m, client.descriptor, request.i)
         requests = {
@@ -413,9 +420,10 @@ class Tessera(wiring.Component):
         # will requantize, no request is taken for beats - 1 cycles.
         # The credits alone keep the FIFO from overflowing, whatever the latencies. For full rate
         # a credit must be free for every row in flight: a row holds one from its take through
-        # the read latency, the requantizer's latency, the FIFO's two cycles from write to
-        # output and the cycle the credit takes to come back, and rows come every beats cycles.
-        in_flight = -(-(acc.read_latency + rq.latency + 3) // rq.beats)
+        # the read latency, the requantizer's latency, the FIFO's input register, its two
+        # cycles from write to output and the cycle the credit takes to come back, and rows
+        # come every beats cycles.
+        in_flight = -(-(acc.read_latency + rq.latency + 4) // rq.beats)
         assert READ_SLOTS >= in_flight, \
             f"READ_SLOTS = {READ_SLOTS} credits do not cover the {in_flight} rows in flight"
         fifo = SyncFIFOBuffered(width=32 * lanes, depth=READ_SLOTS)
@@ -454,12 +462,18 @@ class Tessera(wiring.Component):
             rq.act_min.eq(store.act_min),
             rq.act_max.eq(store.act_max),
         ]
+        # The row for the FIFO is registered first (``fifo_in``): the buffers' block RAM
+        # outputs and the requantizer's output reach one register, not the FIFO's storage.
+        fifo_in = Signal(fifo.width, reset_less=True)
+        fifo_in_valid = Signal()
+        m.d.engines += fifo_in_valid.eq(spad_valid | (acc_valid & ~requant) | rq.o_valid)
         with m.If(spad_valid):
-            m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(spad.read.data.as_value())]
+            m.d.sync += fifo_in.eq(spad.read.data.as_value())
         with m.Elif(acc_valid & ~requant):
-            m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(acc.read.data.as_value())]
-        with m.Elif(rq.o_valid):
-            m.d.comb += [fifo.w_en.eq(1), fifo.w_data.eq(rq.o_data.as_value())]
+            m.d.sync += fifo_in.eq(acc.read.data.as_value())
+        with m.Else():
+            m.d.sync += fifo_in.eq(rq.o_data.as_value())
+        m.d.comb += [fifo.w_en.eq(fifo_in_valid), fifo.w_data.eq(fifo_in)]
         # The FIFO's output enters the DMA through a register slice: the FIFO's read side (its
         # level and output register) starts at the slice's registered ``ready``, not at the
         # DMA's write packer, and the packer starts at flip-flops. (The credits count the FIFO
