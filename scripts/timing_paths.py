@@ -15,6 +15,12 @@ use it to find and compare paths; the numbers that count come from nextpnr. Cali
 
 prints, for each group of endpoints (the flip-flops of one signal), the worst estimated arrival
 and its path: start point, the named nets it passes, end point.
+
+After place and route, ``--routed REPORT`` ranks the endpoints by nextpnr's own arrival times
+instead of the model's: run nextpnr on the build's netlist with ``--report routed.json
+--detailed-timing-report`` (its ``detailed_net_timings`` give the routed arrival at every
+register input; nextpnr's log shows only the one critical path). The paths printed are still
+the model's (the routed report has no per-path detail), traced from the same endpoints.
 """
 
 import argparse
@@ -173,8 +179,27 @@ def analyse(path):
 
 
 def group_of(cell_name):
-    """``core.tessera.dma.desc_TRELLIS_FF_Q_81`` -> ``core.tessera.dma.desc``."""
-    return re.sub(r"(_TRELLIS_FF|_DP16KD|_MULT18X18D|_TRELLIS_DPR16X4).*$", "", cell_name)
+    """``core.tessera.dma.desc_TRELLIS_FF_Q_81`` -> ``core.tessera.dma.desc`` (and nextpnr's
+    packed ``...$DPRAM_COMB3`` cells -> their RAM's name)."""
+    return re.sub(r"(_TRELLIS_FF|_DP16KD|_MULT18X18D|_TRELLIS_DPR16X4|\$).*$", "", cell_name)
+
+
+def routed_arrivals(report_path):
+    """``[(arrival ns, cell, port)]``: the routed arrival time (latest) at every register and
+    RAM input, from a nextpnr JSON report written with ``--report FILE
+    --detailed-timing-report``."""
+    report = json.load(open(report_path))
+    nets = report.get("detailed_net_timings")
+    if not nets:
+        raise SystemExit(f"{report_path} has no detailed_net_timings: run nextpnr with "
+                         "--detailed-timing-report")
+    arrivals = []
+    for net in nets:
+        for sink in net["endpoints"]:
+            delay = sink["delay"]
+            arrivals.append((max(delay) if isinstance(delay, list) else delay,
+                             sink["cell"], sink["port"]))
+    return arrivals
 
 
 def main():
@@ -184,8 +209,17 @@ def main():
                         help="clock period in ns (8 = 125 MHz)")
     parser.add_argument("--top", type=int, default=25, help="endpoint groups to show")
     parser.add_argument("--paths", type=int, default=8, help="groups whose path is printed")
+    parser.add_argument("--routed", metavar="REPORT",
+                        help="rank by the routed arrival times of this nextpnr JSON report "
+                             "(--detailed-timing-report) of the same netlist")
     args = parser.parse_args()
     endpoints, trace = analyse(args.netlist)
+    if args.routed:
+        # The routed arrival (setup not included) replaces the estimate; the bit to trace is
+        # the netlist's, where the endpoint's name is found.
+        bits = {(cname, port): bit for _, cname, port, bit in endpoints}
+        endpoints = [(t + SETUP, cname, port, bits.get((cname, port)))
+                     for t, cname, port in routed_arrivals(args.routed)]
     worst = {}
     failing = defaultdict(int)
     for t, cname, port, bit in endpoints:
@@ -195,13 +229,17 @@ def main():
         if g not in worst or t > worst[g][0]:
             worst[g] = (t, cname, port, bit)
     total = sum(failing.values())
-    print(f"{len(endpoints)} endpoints, {total} estimated above {args.period} ns "
+    what = "routed" if args.routed else "estimated"
+    print(f"{len(endpoints)} endpoints, {total} {what} above {args.period} ns "
           f"in {len(failing)} groups")
     ranked = sorted(worst.items(), key=lambda kv: -kv[1][0])
     for i, (g, (t, cname, port, bit)) in enumerate(ranked[:args.top]):
         print(f"{t:6.2f} ns  {failing[g]:5d} over  {g} ({port})")
     for g, (t, cname, port, bit) in ranked[:args.paths]:
-        print(f"\n== {g}: {t:.2f} ns")
+        print(f"\n== {g}: {t:.2f} ns" + (" (model path)" if args.routed else ""))
+        if bit is None:
+            print("   (not in the netlist under this name)")
+            continue
         seen = None
         for at, net, cell in trace(bit):
             label = net if not net.startswith("$") else cell
