@@ -96,7 +96,7 @@ without bubbles. W beats may precede their AW handshake (the burst length is que
 is generated), as AXI requires. The first beat of a burst takes the burst's length from the head of
 its FIFO (and pops it), the other beats are counted in registers; W beats leave through an output
 register with a spare entry, so no logic waits for WREADY. Buffer rows are requested in order, up
-to ``ROW_PREFETCH`` rows ahead of the WritePacker, independently of the AW side (so the buffer's
+to ``row_prefetch`` rows ahead of the WritePacker, independently of the AW side (so the buffer's
 read latency overlaps the bursts).
 
 Errors: SLVERR or DECERR on any R beat or B response latches the first error code (READ_/WRITE_
@@ -698,6 +698,9 @@ class Dma(wiring.Component):
     max_outstanding_reads : int
         Read bursts in flight (AR issued, last R beat not received); write bursts in flight (AW
         issued, B not received) are bounded by the same number.
+    row_prefetch : int
+        Buffer rows requested ahead of the WritePacker on STORE (default :data:`ROW_PREFETCH`);
+        enough to cover the buffer side's latency keeps short rows streaming.
 
     Attributes
     ----------
@@ -707,11 +710,12 @@ class Dma(wiring.Component):
         Row length in bytes of each :class:`Buffer`.
     """
 
-    #: Buffer rows requested ahead of the WritePacker on STORE.
+    #: Default buffer rows requested ahead of the WritePacker on STORE.
     ROW_PREFETCH = 4
 
     def __init__(self, *, data_width=64, id_width=4, lanes=8, scratchpad_depth=256,
-                 accumulator_depth=256, max_burst=256, max_outstanding_reads=4):
+                 accumulator_depth=256, max_burst=256, max_outstanding_reads=4,
+                 row_prefetch=ROW_PREFETCH):
         if data_width not in (32, 64, 128):
             raise ValueError(f"data_width must be one of [32, 64, 128], not {data_width!r}")
         self.data_width = data_width
@@ -724,6 +728,7 @@ class Dma(wiring.Component):
         self.max_burst = check_dimension("max_burst", max_burst, maximum=256)
         self.max_outstanding_reads = check_dimension("max_outstanding_reads",
                                                      max_outstanding_reads, maximum=64)
+        self.row_prefetch = check_dimension("row_prefetch", row_prefetch, maximum=64)
         self.beat_bytes = data_width // 8
         self.row_bytes = {0: lanes, 1: 4 * lanes}
         super().__init__({
@@ -936,7 +941,7 @@ class Dma(wiring.Component):
             m.d.sync += self.bytes_read.eq(self.bytes_read + desc.row_bytes)
 
         # --- STORE: row_read_req -> row_read_data -> packer -> W; B -------------------------------
-        # Buffer rows are requested in order while fewer than ROW_PREFETCH are open, up to
+        # Buffer rows are requested in order while fewer than row_prefetch are open, up to
         # desc.rows; after an error only the rows whose first burst was generated are needed.
         # Both limits are kept as registered flags: `more_rows` (rows left to request) and
         # `more_started` (started - requested > 0, with `started` one cycle behind the burst).
@@ -945,9 +950,9 @@ class Dma(wiring.Component):
         req_left = Signal(16)               # rows not yet requested
         more_rows = Signal()                # req_left != 0
         started = Signal()                  # a row's first burst was generated last cycle
-        ahead = Signal(range(-2 * self.ROW_PREFETCH - 4, outstanding + 8))  # started - requested
+        ahead = Signal(range(-2 * self.row_prefetch - 4, outstanding + 8))  # started - requested
         more_started = Signal()             # ahead > 0
-        open_requests = Signal(range(self.ROW_PREFETCH + 1))
+        open_requests = Signal(range(self.row_prefetch + 1))
         request = Signal()
         received = Signal()
         no_more_bursts = Signal()
@@ -957,7 +962,7 @@ class Dma(wiring.Component):
             no_more_bursts.eq(gen.finished & ~write_lens.r_rdy & ~packer.pending),
             request.eq(storing & (~req.valid | req.ready) &
                        Mux(failed, more_started, more_rows) &
-                       (open_requests < self.ROW_PREFETCH)),
+                       (open_requests < self.row_prefetch)),
             received.eq(self.row_read_data.valid & self.row_read_data.ready),
         ]
         m.d.sync += started.eq(gen.issue & gen.issue_payload.first)
