@@ -11,9 +11,10 @@
                                        └─ HALT ──► ``halted``: dispatch nothing more
 
 A dispatched instruction reaches its queue a cycle later, from registers (the instruction and a
-``valid`` per queue). The fetch unit has decoded each instruction (:class:`~tessera.rtl.fetch.FetchedEntry`: the
-decoder's checks, one bit each, target engine, FENCE, HALT); ``[head]`` is a register holding the
-oldest one, so dispatch decisions start at flip-flops. The first failing check is the error.
+``valid`` per queue). The fetch unit has decoded each instruction
+(:class:`~tessera.rtl.fetch.FetchedEntry`: the decoder's checks, one bit each, target engine,
+FENCE, HALT); ``[head]`` is a register holding the oldest one, so dispatch decisions start at
+flip-flops. The first failing check is the error.
 
 Whether the target queue has room is decided here too, from credits: the dispatcher counts the
 entries it put into each queue minus the heads that queue's engine took (``*_taken``, seen a

@@ -70,8 +70,8 @@ spare entry (a skid buffer), so generating a burst never waits for AxREADY. A ne
 generated only while its tracking FIFO holds fewer than ``max_outstanding_reads`` entries (a
 registered credit: a completed burst frees its entry for the next cycle's generation), which
 bounds outstanding reads to ``max_outstanding_reads`` and outstanding writes (AW issued, B not yet
-received) to the same number. The generator produces one
-burst per cycle, so short rows cost one burst each but no idle cycles: the current row's state
+received) to the same number. The generator produces one burst per cycle, so short rows cost one
+burst each but no idle cycles: the current row's state
 (next word, words left, words to the page end, their difference, and whether the next burst is
 the row's last, ends at the page end or is ``max_burst`` long) lives in registers and changes per
 burst by constants or register moves only; the next row's state is prepared one row ahead from its
@@ -129,8 +129,7 @@ short adder (125 MHz on an ECP5 -6; ``scripts/timing_paths.py`` estimates them).
 checks are registered in CHECK; the burst generator keeps the current and the next row's state in
 registers; which beat ends a row is kept in registers (``_RowTracker``); AxREADY and WREADY only
 move output registers that have a spare entry; the R channel is registered on entry (the
-realigner's RREADY is one LUT level from registers); the credit of a burst completing in the
-current cycle reaches the generator through two LUT levels from the R slice or the B input.
+realigner's RREADY is one LUT level from registers); the generator's credits are registers.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Shape, Signal, unsigned
