@@ -85,8 +85,9 @@ OUTSTANDING_READS = 6
 #: Buffer rows the DMA requests ahead of its write packer on STORE (the DMA's default is four).
 #: A requantized row takes about 20 cycles from its request to the DMA (accumulator read,
 #: requantizer, the FIFO and its input and output registers), so with four the short rows of
-#: small layers left the bus idle (the digits demo took 73,068 cycles with four).
-ROW_PREFETCH = 8
+#: small layers left the bus idle. Digits demo: 73,068 cycles with 4, 65,784 with 6, 63,012
+#: with 8, 61,206 with 12, 60,828 with 16 (at most READ_SLOTS are useful).
+ROW_PREFETCH = 16
 
 #: DMA clients in grant priority order.
 CLIENTS = ("store", "fetch", "load", "hook")
