@@ -260,8 +260,9 @@ class Tessera(wiring.Component):
         # ``ready``. A client has one descriptor outstanding at a time, so the slice needs no
         # spare entry (half rate); a descriptor in a slice is committed, as one in the holding
         # register is.
+        clients = {"store": store, "fetch": fetch, "load": load}    # the engines among CLIENTS
         slices = {}
-        for name, client in (("store", store), ("fetch", fetch), ("load", load)):
+        for name, client in clients.items():
             request = slices[name] = RegisterSlice(DmaDescriptor(), full_rate=False)
             m.submodules[f"{name}_request"] = engines(request)
             connect(m, client.descriptor, request.i)
@@ -312,8 +313,8 @@ class Tessera(wiring.Component):
         with m.If(engine_reset):
             m.d.sync += held_valid.eq(0)
         for i, name in enumerate(CLIENTS):
-            if name != "hook":
-                client = {"store": store, "fetch": fetch, "load": load}[name]
+            if name in clients:
+                client = clients[name]
                 m.d.comb += [
                     slices[name].o.ready.eq(granted[i]),
                     client.dma_done.eq(dma.done & (owner == i)),

@@ -468,8 +468,8 @@ async def boundary_sweep(dut):
 async def throughput(dut):
     """Long transfers with a memory answering at full rate: >= 0.9 bus words per cycle, and the
     read bursts in flight on the bus reach max_outstanding_reads (or one fewer, with bursts short
-    enough that one has left the bus while its last beat is still in the R register slice) and
-    never exceed it."""
+    enough that one has left the bus while it is still counted: its last beat is in the R
+    register slice, or its registered credit is not yet free) and never exceed it."""
     tb = await start(dut)
     tb.set_traffic(0.0, 0.0)
     buffer = Buffer.ACCUMULATOR
@@ -512,8 +512,9 @@ async def throughput(dut):
                 in_flight = int(dut.reads_in_flight_max.value)
                 dut._log.info("DMA-THROUGHPUT read bursts in flight (max): %d", in_flight)
                 # Never more than max_outstanding_reads on the bus; at least one fewer: a burst
-                # stays counted until its last beat has left the DMA's R register slice, so with
-                # short bursts one of the tracked bursts may already be off the bus.
+                # stays counted until its last beat has left the DMA's R register slice, and its
+                # credit (a register) is free a cycle after that, so with short bursts one of the
+                # tracked bursts may already be off the bus.
                 assert tb.outstanding - 1 <= in_flight <= tb.outstanding, \
                     f"{in_flight} read bursts in flight, expected {tb.outstanding - 1} .. " \
                     f"{tb.outstanding}"
