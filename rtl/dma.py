@@ -218,15 +218,18 @@ def _output_register(m, out, push, payload, name):
     ``payload`` is pushed when ``push`` is high, which is allowed only while the returned
     ``spare_valid`` (a register) is low. ``out.ready`` therefore only moves the two registers: no
     logic on the pushing side waits for it, and a stream that is always ready still takes one
-    entry per cycle. ``out.valid`` stays high until the handshake (a valid is never withdrawn)."""
+    entry per cycle. ``out.valid`` stays high until the handshake (a valid is never withdrawn).
+    The payload registers are not reset (the valid flags say what they hold)."""
     spare_valid = Signal(name=f"{name}_spare_valid")
-    spare = Signal(out.payload.shape(), name=f"{name}_spare")
+    spare = Signal(out.payload.shape(), name=f"{name}_spare", reset_less=True)
+    held = Signal(out.payload.shape(), name=f"{name}_payload", reset_less=True)
+    m.d.comb += out.payload.eq(held)
     with m.If(~spare_valid):
         m.d.sync += spare.eq(payload)
     with m.If(~out.valid | out.ready):
         m.d.sync += [
             out.valid.eq(spare_valid | push),
-            out.payload.eq(Mux(spare_valid, spare, payload)),
+            held.eq(Mux(spare_valid, spare, payload)),
             spare_valid.eq(0),
         ]
     with m.Elif(push):
@@ -376,8 +379,9 @@ class BurstGenerator(wiring.Component):
         # Rows are prepared in a pipeline that advances by one row when the current row's last
         # burst is generated: `addr` (address of the row after `upcoming`) -> `upcoming` (state of
         # the row after the current one) -> `cur`.
-        addr = Signal(32)
-        upcoming = Signal(row_layout)
+        # Data registers (not reset): `fill` and `active` say when they hold a row.
+        addr = Signal(32, reset_less=True)
+        upcoming = Signal(row_layout, reset_less=True)
         fresh = Signal(row_layout)                  # state of the row at `addr`
         wl = addr[shift:12]
         carry = Signal()
@@ -397,7 +401,7 @@ class BurstGenerator(wiring.Component):
             fresh.page_cut.eq(wl >= page_beats - max_burst),
         ]
 
-        cur = Signal(row_layout)
+        cur = Signal(row_layout, reset_less=True)
         active = Signal()                           # `cur` is a row with bursts left
         first = Signal()                            # the next burst is the first of its row
         rows_left = Signal(16)                      # rows not completely cut, `cur` included
@@ -509,7 +513,7 @@ class ReadRealigner(wiring.Component):
                            max_beats=slots, name="row")
         offset = rows.offset
         slot = Signal(slots, init=1)        # one-hot: the beat index within the current row
-        next_row = Signal(16)               # buffer row of the row being assembled
+        next_row = Signal(16, reset_less=True)  # buffer row of the row being assembled
 
         m.d.comb += [
             self.beat.ready.eq(~(rows.last & self.row.valid & ~self.row.ready)),
@@ -533,7 +537,7 @@ class ReadRealigner(wiring.Component):
         m.d.comb += write_mask.eq(Cat(*[
             Mux(slot[i], this_slot, 0) | (Mux(slot[i + 1], ~this_slot, 0) if i + 1 < slots else 0)
             for i in range(slots)]))
-        assembly = Signal(slots * width)
+        assembly = Signal(slots * width, reset_less=True)
         updated = Signal(slots * width)
         m.d.comb += updated.eq((assembly & ~write_mask) |
                                (Cat(*[rotated] * slots) & write_mask))
@@ -553,10 +557,10 @@ class ReadRealigner(wiring.Component):
         # is that slot and the lane is below). Ready two cycles after start, before any beat.
         shift = exact_log2(beat_bytes)
         slot_of_end = self.row_bytes >> shift
-        lane_below = Signal(beat_bytes)
-        slot_below = Signal(slots)
-        slot_at = Signal(slots)
-        keep_bytes = Signal(row_len)
+        lane_below = Signal(beat_bytes, reset_less=True)
+        slot_below = Signal(slots, reset_less=True)
+        slot_at = Signal(slots, reset_less=True)
+        keep_bytes = Signal(row_len, reset_less=True)
         m.d.sync += [
             lane_below.eq(Cat(self.row_bytes[:shift] > lane for lane in range(beat_bytes))),
             slot_below.eq(Cat(slot_of_end > i for i in range(slots))),
@@ -566,12 +570,14 @@ class ReadRealigner(wiring.Component):
                               for p in range(row_len))),
         ]
         keep = Cat(bit.replicate(8) for bit in keep_bytes)
+        row_out = Signal.like(self.row.payload, reset_less=True)   # ``row.valid`` qualifies it
+        m.d.comb += self.row.payload.eq(row_out)
         with m.If(accept & rows.last):
             m.d.sync += [
                 self.row.valid.eq(1),
-                self.row.payload.buffer.eq(self.buffer),
-                self.row.payload.row.eq(next_row),
-                self.row.payload.data.eq(updated[:8 * row_len] & keep),
+                row_out.buffer.eq(self.buffer),
+                row_out.row.eq(next_row),
+                row_out.data.eq(updated[:8 * row_len] & keep),
             ]
         with m.Elif(self.row.ready):
             m.d.sync += self.row.valid.eq(0)
@@ -614,8 +620,10 @@ class WritePacker(wiring.Component):
         rows = _RowTracker(m, start=self.start, step=advance, offset=self.offset,
                            stride=self.stride, row_bytes=self.row_bytes, beat_bytes=beat_bytes,
                            max_beats=slots, name="row")
-        shifter = Signal(slots * width)     # the rest of the row, current slot in the low bits
-        previous = Signal(width)            # the slot sent in the previous beat
+        # The rest of the row, current slot in the low bits, and the slot sent in the previous
+        # beat: data, qualified by ``full`` (not reset).
+        shifter = Signal(slots * width, reset_less=True)
+        previous = Signal(width, reset_less=True)
         full = Signal()                     # the shifter holds a row
 
         # Burst lengths: after the first beat of a burst (from the head of `burst_len`), `rest`
@@ -787,7 +795,7 @@ class Dma(wiring.Component):
         m.d.sync += [read_credit.eq(level_next(read_addrs) < outstanding),
                      write_credit.eq(level_next(write_addrs) < outstanding)]
 
-        desc = Signal(DmaDescriptor())
+        desc = Signal(DmaDescriptor(), reset_less=True)     # loaded when a descriptor is taken
         start = Signal()
         loading = Signal()                  # state == LOAD (a register of its own)
         storing = Signal()                  # state == STORE (a register of its own)
@@ -945,7 +953,7 @@ class Dma(wiring.Component):
         # Both limits are kept as registered flags: `more_rows` (rows left to request) and
         # `more_started` (started - requested > 0, with `started` one cycle behind the burst).
         req = self.row_read_req
-        req_row = Signal(16)                # buffer row of the next request
+        req_row = Signal(16, reset_less=True)   # buffer row of the next request
         req_left = Signal(16)               # rows not yet requested
         more_rows = Signal()                # req_left != 0
         started = Signal()                  # a row's first burst was generated last cycle

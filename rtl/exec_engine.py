@@ -215,8 +215,10 @@ class ExecEngine(wiring.Component):
         pending_push = res_job.push
         pending_index = res_job.index
         for i in range(COMMIT_DELAY):
-            d_done, d_push, d_index = Signal(name=f"done_d{i}"), Signal(3, name=f"push_d{i}"), \
-                Signal(INDEX, name=f"index_d{i}")
+            # Only ``done`` is reset: the tokens and index are read when it is high.
+            d_done = Signal(name=f"done_d{i}")
+            d_push = Signal(3, name=f"push_d{i}", reset_less=True)
+            d_index = Signal(INDEX, name=f"index_d{i}", reset_less=True)
             m.d.sync += [d_done.eq(done), d_push.eq(pending_push), d_index.eq(pending_index)]
             done, pending_push, pending_index = d_done, d_push, d_index
         m.d.comb += [

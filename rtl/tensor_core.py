@@ -169,7 +169,12 @@ class TensorCore(wiring.Component):
                 beat.row.eq(load_row),
                 beat.value.eq(self.weights.payload[c]),
             ]
-            m.d.comb += pe[0][c].w_in.eq(delay(m, beat, c, f"w_skew_{c}"))
+            # Only ``valid`` is reset: the rest of a beat is data that ``valid`` qualifies.
+            skewed = delay(m, beat, c, f"w_skew_{c}", reset_less=True)
+            m.d.comb += [
+                pe[0][c].w_in.eq(skewed),
+                pe[0][c].w_in.valid.eq(delay(m, beat.valid, c, f"w_skew_valid_{c}")),
+            ]
             for r in range(1, rows):
                 m.d.comb += pe[r][c].w_in.eq(pe[r - 1][c].w_out)
 
