@@ -215,13 +215,14 @@ class AxiRam(wiring.Component):
         read_en = Signal()
         write_en = Signal(self.word_bytes)
         wdata = Signal(self.data_width)
-        rdata = Signal(self.data_width)
+        rdata = Signal(self.data_width, reset_less=True)
         # The storage's inputs and its output are registered (block RAM address, enables and
         # data straight from flip-flops, its slow clock-to-out into one register): read data
         # arrives _STORAGE_LATENCY = 3 cycles after the read is decided (DIRECT_READ_LATENCY = 4
         # after a direct request, which is registered first).
-        ram_addr, ram_read = Signal.like(addr), Signal()
-        ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata)
+        # Address and data registers are not reset (the enables are).
+        ram_addr, ram_read = Signal.like(addr, reset_less=True), Signal()
+        ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata, reset_less=True)
         ram_rdata = Signal.like(rdata)
         m.d.sync += [ram_addr.eq(addr), ram_read.eq(read_en), ram_write.eq(write_en),
                      ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
