@@ -36,12 +36,59 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, sign
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PRIMITIVES", "LATENCY", "RegisteredMultiplier", "check_primitive"]
+__all__ = ["PRIMITIVES", "LATENCY", "RegisteredMultiplier", "check_primitive", "mult18x18d",
+           "dsp_family"]
 
 PRIMITIVES = ("auto", "generic", "ecp5", "lut")
 
 #: Cycles from an operand to its product, per primitive (``"auto"`` is one of the latency-2 ones).
 LATENCY = {"auto": 2, "generic": 2, "ecp5": 2, "lut": 3}
+
+
+def dsp_family(platform):
+    """``"ecp5"`` when ``platform`` is an ECP5 platform (its DSPs are instantiated), else None."""
+    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+
+
+def mult18x18d(m, a, b, name):
+    """Add an ECP5 ``MULT18X18D`` to ``m`` with its input registers (``REG_INPUTA``,
+    ``REG_INPUTB``) and output register (``REG_OUTPUT``) on the ``sync`` clock; return its 36-bit
+    signed product ``P``: ``a * b`` of the values ``a`` and ``b`` had two cycles earlier.
+
+    ``a`` and ``b`` are signed values of at most 18 bits (sign-extended to 18; an unsigned operand
+    of up to 17 bits is given as ``value.as_signed()`` of one more bit, i.e. zero-extended). The
+    registers are not reset and have no enable (reset and enable inputs tied off), so the whole
+    multiplier with its three registers sits in the DSP slice. Simulation needs the behavioural
+    model ``tb/models/MULT18X18D.v``."""
+    a18 = Signal(signed(18), name=f"{name}_a")
+    b18 = Signal(signed(18), name=f"{name}_b")
+    p36 = Signal(signed(36), name=f"{name}_p")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    ports = {}
+    for i in range(18):
+        ports[f"i_A{i}"] = a18[i]
+        ports[f"i_B{i}"] = b18[i]
+        ports[f"i_C{i}"] = Const(0, 1)
+    for i in range(36):
+        ports[f"o_P{i}"] = p36[i]
+    for i in range(4):
+        ports[f"i_CLK{i}"] = ClockSignal("sync") if i == 0 else Const(0, 1)
+        ports[f"i_CE{i}"] = Const(1, 1) if i == 0 else Const(0, 1)
+        ports[f"i_RST{i}"] = Const(0, 1)
+    m.submodules[name] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+        p_REG_INPUTC_CLK="NONE",
+        p_REG_PIPELINE_CLK="NONE",
+        p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+        p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
+        p_MULT_BYPASS="DISABLED",
+        i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
+        i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+        **ports,
+    )
+    return p36
 
 
 def check_primitive(primitive, name="primitive"):
@@ -70,7 +117,7 @@ class RegisteredMultiplier(wiring.Component):
     def resolved_primitive(self, platform):
         if self.primitive != "auto":
             return self.primitive
-        return "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
+        return dsp_family(platform) or "generic"
 
     def elaborate(self, platform):
         m = Module()
@@ -110,31 +157,4 @@ class RegisteredMultiplier(wiring.Component):
         return (hi << 4) + lo
 
     def _elaborate_mult18x18d(self, m):
-        a18 = Signal(signed(18))
-        b18 = Signal(signed(18))
-        p36 = Signal(signed(36))
-        m.d.comb += [a18.eq(self.a), b18.eq(self.b), self.p.eq(p36[:16])]
-        ports = {}
-        for i in range(18):
-            ports[f"i_A{i}"] = a18[i]
-            ports[f"i_B{i}"] = b18[i]
-            ports[f"i_C{i}"] = Const(0, 1)
-        for i in range(36):
-            ports[f"o_P{i}"] = p36[i]
-        for i in range(4):
-            ports[f"i_CLK{i}"] = ClockSignal("sync") if i == 0 else Const(0, 1)
-            ports[f"i_CE{i}"] = Const(1, 1) if i == 0 else Const(0, 1)
-            ports[f"i_RST{i}"] = Const(0, 1)    # no reset: see the class docstring
-        m.submodules.dsp = Instance(
-            "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
-            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
-            p_REG_INPUTC_CLK="NONE",
-            p_REG_PIPELINE_CLK="NONE",
-            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
-            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
-            p_MULT_BYPASS="DISABLED",
-            i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
-            i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
-            **ports,
-        )
+        m.d.comb += self.p.eq(mult18x18d(m, self.a, self.b, "dsp")[:16])

@@ -37,10 +37,11 @@ stable while rows are in flight (CONFIG and STORE run in order in the STORE engi
 from functools import reduce
 from operator import or_
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import dsp_family, mult18x18d
 from .util import check_dimension, delay
 
 __all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
@@ -69,13 +70,16 @@ def check_units(units, *, lanes, name="units"):
     return units
 
 
-def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
+def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
     """Add the S1 .. S11 pipeline of one lane (or unit) ``index`` to ``m``: requantize ``x``
     with ``mult`` and ``shift``; return the registered int8 result, :data:`STAGES` cycles later.
 
     Every stage is at most one carry chain or one small multiplexer tree deep, for 125 MHz on
     ECP5; the product is four 16 x 16-bit partial products (one MULT18X18D each) summed in three
-    stages."""
+    stages. ``dsp``: the partial products are ECP5 MULT18X18D instances whose input registers are
+    (copies of) S1's ``x1`` and ``mult1`` and whose output registers are S2 (no logic and no
+    routing between the DSP's multiplier and a register); else behavioural, with the same
+    registers in fabric (Yosys maps the products onto DSPs and keeps the registers outside)."""
     def stage(value, shape, name):
         # Data registers are not reset (the valid delay line says what they hold): a reset would
         # fan out to every one of them.
@@ -91,17 +95,30 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index):
     # S1: left shift with int32 wrap; right shift amount.
     left = Signal(range(31), name=f"left_{index}")
     m.d.comb += left.eq(Mux(shift > 0, shift, 0))
-    x1 = stage((x << left)[:32], signed(32), "x1")
+    x0 = Signal(signed(32), name=f"x0_{index}")
+    m.d.comb += x0.eq((x << left)[:32])
+    x1 = stage(x0, signed(32), "x1")
     right = stage(Mux(shift < 0, -shift, 0), range(32), "right")
     mult1 = stage(mult, signed(32), "mult1")
     # S2: partial products of x1 = xh * 2**16 + xl and mult1 = mh * 2**16 + ml; the SRDHM
     # overflow case (x1 == mult1 == INT32_MIN).
-    xl, xh = x1[:16], x1[16:].as_signed()
-    ml, mh = mult1[:16], mult1[16:].as_signed()
-    ll = stage(xl * ml, unsigned(32), "pp_ll")
-    lh = stage(xl * mh, signed(33), "pp_lh")
-    hl = stage(xh * ml, signed(33), "pp_hl")
-    hh = stage(xh * mh, signed(32), "pp_hh")
+    if dsp:
+        def half(value, high):      # as an 18-bit signed DSP operand (low half zero-extended)
+            return value[16:].as_signed() if high else Cat(value[:16], C(0, 1)).as_signed()
+        products = {}
+        for name, hx, hm in (("ll", 0, 0), ("lh", 0, 1), ("hl", 1, 0), ("hh", 1, 1)):
+            products[name] = mult18x18d(m, half(x0, hx), half(mult, hm), f"pp_{name}_{index}")
+        ll = products["ll"][:32]
+        lh = products["lh"][:33].as_signed()
+        hl = products["hl"][:33].as_signed()
+        hh = products["hh"][:32].as_signed()
+    else:
+        xl, xh = x1[:16], x1[16:].as_signed()
+        ml, mh = mult1[:16], mult1[16:].as_signed()
+        ll = stage(xl * ml, unsigned(32), "pp_ll")
+        lh = stage(xl * mh, signed(33), "pp_lh")
+        hl = stage(xh * ml, signed(33), "pp_hl")
+        hh = stage(xh * mh, signed(32), "pp_hh")
     overflow = stage((x1 == INT32_MIN) & (mult1 == INT32_MIN), 1, "overflow")
     # S3 .. S5: p = hh * 2**32 + (lh + hl) * 2**16 + ll, the 64-bit product.
     mid = stage(lh + hl, signed(34), "pp_mid")
@@ -138,9 +155,20 @@ class Requantizer(wiring.Component):
     Attributes: ``units``; ``beats`` = ``ceil(lanes / units)``, the fewest cycles between two
     ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES + beats``. ``o_valid``
     pulses once per row.
+
+    ``primitive``: how the partial products are built: ``"ecp5"``, MULT18X18D instances with
+    their input and output registers (simulation needs ``tb/models/MULT18X18D.v``);
+    ``"generic"``, behavioural; ``"auto"`` (default), ``"ecp5"`` when elaborated for an ECP5
+    platform. The results and the timing are the same.
     """
 
-    def __init__(self, *, lanes, units=None):
+    PRIMITIVES = ("auto", "generic", "ecp5")
+
+    def __init__(self, *, lanes, units=None, primitive="auto"):
+        if primitive not in self.PRIMITIVES:
+            raise ValueError(f"primitive must be one of {', '.join(self.PRIMITIVES)}, "
+                             f"not {primitive!r}")
+        self.primitive = primitive
         self.lanes = check_dimension("lanes", lanes)
         self.units = check_units(units, lanes=lanes)
         self.beats = -(-lanes // self.units)
@@ -160,10 +188,14 @@ class Requantizer(wiring.Component):
 
     def _pipeline(self, m, x, mult, shift, index):
         return _lane_pipeline(m, x, mult, shift, self.zero_point, self.act_min, self.act_max,
-                              index)
+                              index, self._dsp)
 
     def elaborate(self, platform):
         m = Module()
+        primitive = self.primitive
+        if primitive == "auto":
+            primitive = dsp_family(platform) or "generic"
+        self._dsp = primitive == "ecp5"
         if self.beats == 1:
             # S0: the row register (the accumulator's block RAM output is not behind the left
             # shift of S1 then).

@@ -1,9 +1,12 @@
 """The requantizer (rtl/requant.py) against the golden model, in Amaranth's simulator: one
 pipeline per lane (``units == lanes``) and pipelines time-shared across the lanes (``units <
-lanes``, including ``lanes`` not a multiple of ``units``)."""
+lanes``, including ``lanes`` not a multiple of ``units``); and as generated Verilog on each
+selected simulator (tb/requant_tb.py), with generic multipliers and with ECP5 MULT18X18D
+primitives (simulated with tb/models/MULT18X18D.v)."""
 
 import gc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from amaranth.sim import Simulator
 
 from tessera.rtl.requant import STAGES, Requantizer
 from tessera.sim import golden
+from tessera.tb import simulators
 
 #: (lanes, units): today's circuit (units == lanes, and units None), and time-shared ones,
 #: divisible and not.
@@ -185,3 +189,26 @@ def test_requantizer_parameters():
             with pytest.raises(TypeError, match="units must be an integer"):
                 Requantizer(lanes=8, units=units)
         gc.collect()
+
+
+MULT18X18D_MODEL = Path(__file__).resolve().parent / "models" / "MULT18X18D.v"
+
+#: (lanes, units), primitive of the Verilog runs: the ECP5 circuit with one pipeline per lane
+#: and with time-shared pipelines, and the generic one (the Amaranth simulations above cover its
+#: shapes; each Verilog build costs half a minute).
+VERILOG_RUNS = [((4, None), "ecp5"), ((12, 3), "ecp5"), ((4, None), "generic")]
+
+
+@pytest.mark.parametrize("shape,primitive", VERILOG_RUNS,
+                         ids=[f"{_id(shape)}-{primitive}" for shape, primitive in VERILOG_RUNS])
+def test_requantizer_verilog(sim, shape, primitive, seed):
+    """The generated Verilog (generic multipliers, or ECP5 MULT18X18D instances with the
+    behavioural model) streaming rows back to back and with gaps, with corner parameters and
+    values: bit-exact with golden.requantize, ``o_valid`` once per row, ``latency`` cycles after
+    its ``i_valid`` (tb/requant_tb.py)."""
+    lanes, units = shape
+    extra = [MULT18X18D_MODEL] if primitive == "ecp5" else []
+    design = simulators.build(sim, "requantizer", Requantizer,
+                              {"lanes": lanes, "units": units, "primitive": primitive},
+                              extra_sources=extra)
+    simulators.run(design, "tessera.tb.requant_tb", testcase="streams_rows", seed=seed)
