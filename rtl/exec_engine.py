@@ -121,8 +121,10 @@ class ExecEngine(wiring.Component):
         wgt_fifo, wgt_job = _job_fifo(m, "wgt_jobs", data.StructLayout({"row": ROW}))
         # Jobs carry the index of their last row (``final``: rows - 1).
         act_fifo, act_job = _job_fifo(m, "act_jobs", data.StructLayout({"row": ROW, "final": ROW}))
-        res_layout = data.StructLayout({"row": ROW, "final": ROW, "accumulate": 1, "push": 3,
-                                        "index": INDEX})
+        # ``single``: the job has one row (final == 0), so that the result writer's end-of-job
+        # flag comes from flip-flops (see "results into the accumulator").
+        res_layout = data.StructLayout({"row": ROW, "final": ROW, "single": 1, "accumulate": 1,
+                                        "push": 3, "index": INDEX})
         res_fifo, res_job = _job_fifo(m, "res_jobs", res_layout)
 
         # --- issue ------------------------------------------------------------------------------
@@ -160,6 +162,7 @@ class ExecEngine(wiring.Component):
             wgt_in.eq(mm.wgt_row),
             act_in.eq(Cat(mm.act_row, (mm.rows - 1)[:ROW.width])),
             res_in.row.eq(mm.acc_row), res_in.final.eq(mm.rows - 1),
+            res_in.single.eq(mm.rows == 1),
             res_in.accumulate.eq(mm.accumulate), res_in.push.eq(q.head.word.header.push),
             res_in.index.eq(q.head.index),
         ]
@@ -192,8 +195,15 @@ class ExecEngine(wiring.Component):
         ]
 
         # --- results into the accumulator -------------------------------------------------------
-        out_index = Signal(ROW)
-        final = out_index == res_job.final
+        # Whether the row written now is its job's last (``final``) is one multiplexer on
+        # flip-flops: the job's ``single`` bit for its first row, else ``out_last``, set by the
+        # previous write (index + 1 == final, compared a cycle ahead). It ends the job, so it
+        # decides the job FIFO's pop and the token push.
+        out_index = Signal(ROW)             # index of the next row within its job
+        out_first = Signal(init=1)          # the next row is its job's first
+        out_last = Signal()                 # (not the first) the next row is its job's last
+        final = Signal()
+        m.d.comb += final.eq(Mux(out_first, res_job.single, out_last))
         write = Signal()
         m.d.comb += [
             core.results.ready.eq(self.acc_write_ready),
@@ -208,7 +218,8 @@ class ExecEngine(wiring.Component):
             res_fifo.r_en.eq(res_done),
         ]
         with m.If(write):
-            m.d.sync += out_index.eq(Mux(final, 0, out_index + 1))
+            m.d.sync += [out_index.eq(Mux(final, 0, out_index + 1)), out_first.eq(final),
+                         out_last.eq(out_index + 1 == res_job.final)]
 
         # Push the finished instruction's tokens once its last row is in the RAM.
         done = res_done
