@@ -253,19 +253,26 @@ class Tessera(wiring.Component):
         with m.Elif(grant_hook | engine_reset):
             m.d.sync += hook_pending.eq(0)
         m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & ~ctrl.running)
-        # Each client's descriptor enters the arbiter through a register slice (in the engines'
-        # domain, so the engine reset empties it): the priority and the holding register start
-        # at flip-flops next to the arbiter, not at the clients' state machines and the
-        # controller's ``abort`` on the other side of the die, and a client sees a registered
-        # ``ready``. A client has one descriptor outstanding at a time, so the slice needs no
+        # Each client's descriptor enters the arbiter through two register slices in series (in
+        # the engines' domain, so the engine reset empties them): the priority and the holding
+        # register start at flip-flops next to the arbiter, not at the clients' state machines
+        # and the controller's ``abort`` on the other side of the die, a client sees a
+        # registered ``ready``, and the placer can put one slice near the client and one near
+        # the arbiter (one register in the middle of a die-wide connection left 9 ns of routing
+        # on one side). A client has one descriptor outstanding at a time, so the slices need no
         # spare entry (half rate); a descriptor in a slice is committed, as one in the holding
         # register is.
         clients = {"store": store, "fetch": fetch, "load": load}    # the engines among CLIENTS
         slices = {}
+        in_transit = []                 # valid flags of the slices near the clients
         for name, client in clients.items():
+            near_client = RegisterSlice(DmaDescriptor(), full_rate=False)
+            in_transit.append(near_client.o.valid)
             request = slices[name] = RegisterSlice(DmaDescriptor(), full_rate=False)
+            m.submodules[f"{name}_request_out"] = engines(near_client)
             m.submodules[f"{name}_request"] = engines(request)
-            connect(m, client.descriptor, request.i)
+            connect(m, client.descriptor, near_client.i)
+            connect(m, near_client.o, request.i)
         requests = {
             **{name: (request.o.valid, request.o.payload) for name, request in slices.items()},
             "hook": (hook_valid, dma_descriptor(regs)),
@@ -284,7 +291,8 @@ class Tessera(wiring.Component):
             dma.descriptor.payload.eq(held),
             hold_free.eq(~held_valid | dma.descriptor.ready),
             dma_busy.eq(dma.busy | held_valid |
-                        Cat(*(request.o.valid for request in slices.values())).any()),
+                        Cat(*(request.o.valid for request in slices.values()),
+                            *in_transit).any()),
         ]
         with m.If(held_valid & dma.descriptor.ready):
             m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
