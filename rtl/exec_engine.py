@@ -63,27 +63,41 @@ class _RowReader:
     """Reads scratchpad rows ``base + i`` (i <= final_index) into a valid/ready stream, one per
     cycle.
 
-    The read port's data register holds while ``en`` is low, so it is the stream's payload
-    register: ``valid`` says it holds a row not yet taken. The job carries the index of its last
-    row (rows - 1, computed when the job is issued), so finding the job's end is one comparison.
+    Two stages hold the rows read: the read port's data register (block RAM output; it holds
+    while ``en`` is low), then ``data``, a register in logic that is the stream's payload. So the
+    block RAM's slow clock-to-out ends at a flip-flop next to it, not in front of the tensor
+    core's skew registers and DSP inputs. ``valid`` says ``data`` holds a row not yet taken;
+    a row moves from the RAM register into ``data`` when ``data`` is free or being taken, and a
+    read is issued when the RAM register is free or being moved, so rows stream at one per cycle
+    (one cycle later than from the RAM register). The job carries the index of its last row
+    (rows - 1, computed when the job is issued), so finding the job's end is one comparison.
     """
-    def __init__(self, m, name, port, job_valid, base, final_index, out_ready):
+    def __init__(self, m, name, port, job_valid, base, final_index, out_ready, width):
         self.index = Signal(ROW, name=f"{name}_index")
         self.valid = Signal(name=f"{name}_valid")
         self.last = Signal(name=f"{name}_last")
+        self.data = Signal(width, name=f"{name}_data", reset_less=True)
         self.done_job = Signal(name=f"{name}_done_job")   # the job's last row is read this cycle
-        advance = ~self.valid | out_ready
+        ram_valid = Signal(name=f"{name}_ram_valid")     # the RAM register holds a row
+        ram_last = Signal(name=f"{name}_ram_last")
+        move = Signal(name=f"{name}_move")
         issue = Signal(name=f"{name}_issue")
         final = self.index == final_index
         m.d.comb += [
-            issue.eq(advance & job_valid),
+            move.eq(ram_valid & (~self.valid | out_ready)),
+            issue.eq((~ram_valid | move) & job_valid),
             port.addr.eq(_row_address(m, name, base, issue, final, len(port.addr))),
             port.en.eq(issue),
             self.done_job.eq(issue & final),
         ]
         with m.If(issue):
-            m.d.sync += [self.valid.eq(1), self.last.eq(final),
+            m.d.sync += [ram_valid.eq(1), ram_last.eq(final),
                          self.index.eq(Mux(final, 0, self.index + 1))]
+        with m.Elif(move):
+            m.d.sync += ram_valid.eq(0)
+        with m.If(move):
+            m.d.sync += [self.valid.eq(1), self.last.eq(ram_last),
+                         self.data.eq(port.data.as_value()[:width])]
         with m.Elif(out_ready):
             m.d.sync += self.valid.eq(0)
 
@@ -175,21 +189,20 @@ class ExecEngine(wiring.Component):
 
         # --- weights: R rows of the scratchpad, first `cols` lanes --------------------------------
         wgt = _RowReader(m, "wgt", self.wgt_read, wgt_fifo.r_rdy, wgt_job.row, self.rows - 1,
-                         core.weights.ready)
+                         core.weights.ready, 8 * self.cols)
         m.d.comb += [
             wgt_fifo.r_en.eq(wgt.done_job),
             core.weights.valid.eq(wgt.valid),
-            core.weights.payload.as_value().eq(self.wgt_read.data.as_value()[:8 * self.cols]),
+            core.weights.payload.as_value().eq(wgt.data),
         ]
 
         # --- activations: `rows` rows, first R lanes, `last` on the job's last row --------------
         act = _RowReader(m, "act", self.act_read, act_fifo.r_rdy, act_job.row, act_job.final,
-                         core.activations.ready)
+                         core.activations.ready, 8 * self.rows)
         m.d.comb += [
             act_fifo.r_en.eq(act.done_job),
             core.activations.valid.eq(act.valid),
-            core.activations.payload.data.as_value().eq(
-                self.act_read.data.as_value()[:8 * self.rows]),
+            core.activations.payload.data.as_value().eq(act.data),
             core.activations.payload.last.eq(act.last),
             self.mac_active.eq(core.activations.valid & core.activations.ready),
         ]
