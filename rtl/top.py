@@ -252,7 +252,13 @@ class Tessera(wiring.Component):
             m.d.sync += hook_pending.eq(1)
         with m.Elif(grant_hook | engine_reset):
             m.d.sync += hook_pending.eq(0)
-        m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & ~ctrl.running)
+        # ``~running`` a cycle late (a register beside the arbiter, not the controller's state
+        # decode across the die): the hook may be granted in the first cycle of RUN as it may in
+        # BEGIN; the program's fetch then waits for the hook's transfer, as it waits for any
+        # DMA work (the controller starts a program only while the DMA is idle).
+        program_idle = Signal()
+        m.d.sync += program_idle.eq(~ctrl.running)
+        m.d.comb += hook_valid.eq(hook_pending & ~soft_reset_pending & program_idle)
         # Each client's descriptor enters the arbiter through two register slices in series (in
         # the engines' domain, so the engine reset empties them): the priority and the holding
         # register start at flip-flops next to the arbiter, not at the clients' state machines
