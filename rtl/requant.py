@@ -4,8 +4,9 @@ Per lane ``l`` of a row, with the parameters latched by the last CONFIG instruct
 
     left  = max(shift[l], 0)                 right = max(-shift[l], 0)
     x1    = wrap32(x << left)                                                   S1
-    p     = x1 * multiplier[l]               (64-bit signed product:
-            four 16 x 16-bit partial products, then three adder stages)         S2 .. S5
+    p     = x1 * multiplier[l]               (64-bit signed product: the operands
+            registered again, four 16 x 16-bit partial products, then three
+            adder stages)                                                       S2a, S2b .. S5
     q     = SRDHM: (p + nudge) / 2**31 truncated toward zero, INT32_MAX when
             x1 == multiplier == INT32_MIN    (nudge = 2**30 or 1 - 2**30)        S6, S7
     r     = RDBPOT(q, right): (q >> right) + (remainder > threshold)            S8, S9
@@ -16,7 +17,7 @@ these :data:`STAGES`-stage pipelines has one 32 x 32-bit signed multiplier, buil
 16 x 16-bit products (on ECP5, 4 MULT18X18D). ``units`` says how many pipelines there are:
 
 * ``units == lanes`` (the default): one pipeline per lane. A row is accepted every cycle into a
-  row register (S0) and comes out ``latency`` = ``STAGES + 1`` (12) cycles after its
+  row register (S0) and comes out ``latency`` = ``STAGES + 1`` (13) cycles after its
   ``i_valid``; ``beats`` = 1.
 * ``units < lanes``: the pipelines are time-shared. A row takes ``beats = ceil(lanes / units)``
   cycles: on ``i_valid`` the row (and nothing else) is latched into a row register; in the
@@ -49,8 +50,8 @@ __all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
 #: Shape of a latched per-lane shift, clamped to [-31, 30].
 SHIFT = signed(6)
 
-#: Register stages of one lane pipeline (S1 .. S11).
-STAGES = 11
+#: Register stages of one lane pipeline (S1, S2a, S2b, S3 .. S11).
+STAGES = 12
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -76,10 +77,11 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
 
     Every stage is at most one carry chain or one small multiplexer tree deep, for 125 MHz on
     ECP5; the product is four 16 x 16-bit partial products (one MULT18X18D each) summed in three
-    stages. ``dsp``: the partial products are ECP5 MULT18X18D instances whose input registers are
-    (copies of) S1's ``x1`` and ``mult1`` and whose output registers are S2 (no logic and no
-    routing between the DSP's multiplier and a register); else behavioural, with the same
-    registers in fabric (Yosys maps the products onto DSPs and keeps the registers outside)."""
+    stages. ``dsp``: the partial products are ECP5 MULT18X18D instances whose input registers
+    take S1's ``x1`` and ``mult1`` (S2a) and whose output registers are S2b (nothing but routing
+    between a fabric register and the DSP, and no logic between the DSP's multiplier and a
+    register); else behavioural, with the same registers in fabric (Yosys maps the products onto
+    DSPs and keeps the registers outside)."""
     def stage(value, shape, name):
         # Data registers are not reset (the valid delay line says what they hold): a reset would
         # fan out to every one of them.
@@ -102,19 +104,21 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
     mult1 = stage(mult, signed(32), "mult1")
     # S2: partial products of x1 = xh * 2**16 + xl and mult1 = mh * 2**16 + ml; the SRDHM
     # overflow case (x1 == mult1 == INT32_MIN).
+    # (S2 is two stages, S2a and S2b: the operands' registers, then the products' registers.)
     if dsp:
         def half(value, high):      # as an 18-bit signed DSP operand (low half zero-extended)
             return value[16:].as_signed() if high else Cat(value[:16], C(0, 1)).as_signed()
         products = {}
         for name, hx, hm in (("ll", 0, 0), ("lh", 0, 1), ("hl", 1, 0), ("hh", 1, 1)):
-            products[name] = mult18x18d(m, half(x0, hx), half(mult, hm), f"pp_{name}_{index}")
+            products[name] = mult18x18d(m, half(x1, hx), half(mult1, hm), f"pp_{name}_{index}")
         ll = products["ll"][:32]
         lh = products["lh"][:33].as_signed()
         hl = products["hl"][:33].as_signed()
         hh = products["hh"][:32].as_signed()
     else:
-        xl, xh = x1[:16], x1[16:].as_signed()
-        ml, mh = mult1[:16], mult1[16:].as_signed()
+        x2, mult2 = stage(x1, signed(32), "x2"), stage(mult1, signed(32), "mult2")
+        xl, xh = x2[:16], x2[16:].as_signed()
+        ml, mh = mult2[:16], mult2[16:].as_signed()
         ll = stage(xl * ml, unsigned(32), "pp_ll")
         lh = stage(xl * mh, signed(33), "pp_lh")
         hl = stage(xh * ml, signed(33), "pp_hl")
@@ -128,13 +132,13 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
     p = stage((hh4 << 32) + low, signed(64), "p")
     # S6, S7: rounding doubling high half; C-style division by 2**31 truncates toward zero.
     s = stage(p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), signed(65), "s")
-    q = stage(Mux(later(overflow, "overflow_", 4), INT32_MAX,
+    q = stage(Mux(later(overflow, "overflow_", 5), INT32_MAX,
                   ((s + Mux(s < 0, (1 << 31) - 1, 0)) >> 31)[:32]), signed(32), "q")
     # S8, S9: rounding divide by a power of two (round half away from zero).
     # The mask of the bits shifted out is a register, computed a stage ahead from ``right``.
-    right7 = later(right, "right_", 5)
+    right7 = later(right, "right_", 6)
     mask = stage((1 << right7) - 1, unsigned(32), "mask")
-    right8 = stage(right7, right7.shape(), "right_5")
+    right8 = stage(right7, right7.shape(), "right_6")
     shifted = stage(q >> right8, signed(32), "shifted")
     remainder = stage(q.as_unsigned() & mask, unsigned(32), "remainder")
     threshold = stage((mask >> 1) + (q < 0), unsigned(32), "threshold")

@@ -176,8 +176,8 @@ def test_requantizer_parameters():
     but never used" warnings silenced.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        for lanes, units, beats, latency in [(8, None, 1, 12), (8, 8, 1, 12), (8, 3, 3, 14),
-                                             (12, 1, 12, 23), (12, 6, 2, 13), (1, 1, 1, 12)]:
+        for lanes, units, beats, latency in [(8, None, 1, 13), (8, 8, 1, 13), (8, 3, 3, 15),
+                                             (12, 1, 12, 24), (12, 6, 2, 14), (1, 1, 1, 13)]:
             dut = Requantizer(lanes=lanes, units=units)
             assert (dut.units, dut.beats, dut.latency) == (units or lanes, beats, latency)
             del dut
