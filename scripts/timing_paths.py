@@ -21,6 +21,9 @@ instead of the model's: run nextpnr on the build's netlist with ``--report route
 --detailed-timing-report`` (its ``detailed_net_timings`` give the routed arrival at every
 register input; nextpnr's log shows only the one critical path). The paths printed are still
 the model's (the routed report has no per-path detail), traced from the same endpoints.
+
+``--fanout N`` lists the N nets with the most loads instead (the model has no fan-out term; on
+a 12 x 12 netlist the resets and the lane-wide enables reach hundreds to thousands of inputs).
 """
 
 import argparse
@@ -184,6 +187,29 @@ def group_of(cell_name):
     return re.sub(r"(_TRELLIS_FF|_DP16KD|_MULT18X18D|_TRELLIS_DPR16X4|\$).*$", "", cell_name)
 
 
+def fanout(path, top):
+    """``[(loads, net name, {cell type.port: loads})]`` of the ``top`` nets of the netlist with
+    the most loads (cell inputs), most first: the clock, the resets, and the enables and selects
+    that fan out across a wide datapath."""
+    _, module = _top_module(json.load(open(path)))
+    names = {}
+    for name, net in module["netnames"].items():
+        for bit in net["bits"]:
+            if isinstance(bit, int) and (bit not in names or len(name) < len(names[bit])):
+                names[bit] = name
+    loads = defaultdict(lambda: defaultdict(int))
+    for cell in module["cells"].values():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port, "input") == "output":
+                continue
+            kind = f"{cell['type']}.{port.rstrip('0123456789')}"
+            for bit in bits:
+                if isinstance(bit, int):
+                    loads[bit][kind] += 1
+    ranked = sorted(loads.items(), key=lambda kv: -sum(kv[1].values()))[:top]
+    return [(sum(kinds.values()), names.get(bit, str(bit)), dict(kinds)) for bit, kinds in ranked]
+
+
 def routed_arrivals(report_path):
     """``[(arrival ns, cell, port)]``: the routed arrival time (latest) at every register and
     RAM input, from a nextpnr JSON report written with ``--report FILE
@@ -212,7 +238,14 @@ def main():
     parser.add_argument("--routed", metavar="REPORT",
                         help="rank by the routed arrival times of this nextpnr JSON report "
                              "(--detailed-timing-report) of the same netlist")
+    parser.add_argument("--fanout", type=int, metavar="N",
+                        help="instead: list the N nets with the most loads, and their kinds")
     args = parser.parse_args()
+    if args.fanout:
+        for count, name, kinds in fanout(args.netlist, args.fanout):
+            detail = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            print(f"{count:7d}  {name[:90]}  ({detail})")
+        return
     endpoints, trace = analyse(args.netlist)
     if args.routed:
         # The routed arrival (setup not included) replaces the estimate; the bit to trace is

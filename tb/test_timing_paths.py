@@ -75,6 +75,23 @@ def test_deep_path_ranks_first(tmp_path):
     assert "sum" in lines[1], report
 
 
+def test_fanout_lists_the_clock_first(tmp_path):
+    """``--fanout``: the clock, which reaches every flip-flop of the design, has the most loads,
+    counted per cell input."""
+    netlist = _netlist(tmp_path)
+    tool = _load_script()
+    ranked = tool.fanout(netlist, 5)
+    cells = next(m for m in json.loads(netlist.read_text())["modules"].values()
+                 if m.get("attributes", {}).get("top"))["cells"].values()
+    flops = sum(1 for cell in cells if cell["type"] == "TRELLIS_FF")
+    count, name, kinds = ranked[0]
+    assert name == "clk" and kinds == {"TRELLIS_FF.CLK": flops} and count == flops, ranked[0]
+    assert all(a[0] >= b[0] for a, b in zip(ranked, ranked[1:])), ranked
+    report = subprocess.run([sys.executable, str(SCRIPT), str(netlist), "--fanout", "2"],
+                            capture_output=True, text=True, check=True).stdout
+    assert report.splitlines()[0].split()[:2] == [str(flops), "clk"], report
+
+
 @pytest.mark.fpga
 def test_routed_ranking_uses_nextpnr_arrivals(tmp_path):
     """``--routed``: the same design placed and routed out of context by nextpnr; the ranking
