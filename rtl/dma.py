@@ -841,6 +841,7 @@ class Dma(wiring.Component):
         write_drained = Signal()
         r_error = Signal()
         b_error = Signal()
+        b_resp = Signal(2, reset_less=True)     # the last B response's BRESP, registered
         m.d.sync += self.done.eq(0)
         with m.Switch(state):
             with m.Case(_State.IDLE):
@@ -870,7 +871,7 @@ class Dma(wiring.Component):
                 self.error.eq(
                     Mux(loading, Mux(r.resp == Resp.DECERR, DmaError.READ_DECERR,
                                      DmaError.READ_SLVERR),
-                    Mux(storing, Mux(axi.bresp == Resp.DECERR, DmaError.WRITE_DECERR,
+                    Mux(storing, Mux(b_resp == Resp.DECERR, DmaError.WRITE_DECERR,
                                      DmaError.WRITE_SLVERR),
                     Mux(state == _State.START, code, DmaError.NONE)))),
                 self.error_addr.eq(
@@ -1028,13 +1029,15 @@ class Dma(wiring.Component):
         with m.If(axi.wvalid & axi.wready & packer.w.payload.row_last):
             m.d.sync += self.bytes_written.eq(self.bytes_written + desc.row_bytes)
 
+        # A B response is registered before it is used (``b_done``, ``b_resp``: BREADY is
+        # ``storing``, a register, so nothing waits): the write tracking FIFO's pop, the write
+        # credit and the error latch start at flip-flops, not at the memory's BVALID across the
+        # die. A burst's credit is freed a cycle after its response.
         b_done = Signal()
-        m.d.comb += [
-            axi.bready.eq(storing),
-            b_done.eq(axi.bvalid & axi.bready),
-            write_addrs.r_en.eq(b_done),
-        ]
-        m.d.comb += b_error.eq(b_done & axi.bresp[1] & ~failed)
+        m.d.comb += axi.bready.eq(storing)
+        m.d.sync += [b_done.eq(axi.bvalid & storing), b_resp.eq(axi.bresp)]
+        m.d.comb += write_addrs.r_en.eq(b_done)
+        m.d.comb += b_error.eq(b_done & b_resp[1] & ~failed)
         m.d.comb += write_drained.eq(no_more_bursts & ~packer.sending & ~write_addrs.r_rdy &
                                      (open_requests == 0) & ~req.valid)
         return m
