@@ -128,7 +128,15 @@ class UartBridge(wiring.Component):
         buf_data = Signal(8)
         m.d.sync += buf_data.eq(buf_read.data)
 
-        byte_in = urx.valid & ~urx.frame_error     # a good byte arrived this cycle
+        # The receiver's byte is registered before the state machine sees it (a byte takes many
+        # cycles, so a cycle of latency costs nothing), with "it is a good SYNC_REQUEST byte"
+        # decided there: the state register's enable starts at flip-flops.
+        rx_valid = Signal()
+        rx_data = Signal(8, reset_less=True)
+        rx_error = Signal(reset_less=True)
+        rx_sync = Signal()
+        m.d.sync += [rx_valid.eq(urx.valid), rx_data.eq(urx.data), rx_error.eq(urx.frame_error),
+                     rx_sync.eq(urx.valid & ~urx.frame_error & (urx.data == SYNC_REQUEST))]
         header = Signal(56)                         # command, address, length as received
         echo = Signal(8)                            # the command byte, once it arrived
         command = Signal(8)
@@ -152,7 +160,7 @@ class UartBridge(wiring.Component):
 
         # --- timeout between the bytes of a frame -----------------------------------------------
         receiving = Signal()
-        with m.If(urx.valid | ~receiving):
+        with m.If(rx_valid | ~receiving):
             m.d.sync += idle.eq(0)
         with m.Elif(idle != self.timeout):
             m.d.sync += idle.eq(idle + 1)
@@ -189,7 +197,7 @@ class UartBridge(wiring.Component):
         m.d.comb += [utx.data.eq(tx_byte), buf_read.addr.eq(count)]
         sent = utx.valid & utx.ready
 
-        crc_rx = crc16_step(m, crc, urx.data, "crc_rx")
+        crc_rx = crc16_step(m, crc, rx_data, "crc_rx")
         # A sent byte enters the CRC one cycle later, from registers (SEND_CRC waits for it).
         tx_crc_byte = Signal(8)
         tx_crc_update = Signal()
@@ -201,8 +209,8 @@ class UartBridge(wiring.Component):
         def receive(next_count, done, next_state, update_crc=True):
             """On each byte: count it and CRC it (a bad stop bit marks the frame corrupt); at
             ``done`` go to ``next_state``; on a timeout answer TIMEOUT."""
-            with m.If(urx.valid):
-                with m.If(urx.frame_error):
+            with m.If(rx_valid):
+                with m.If(rx_error):
                     m.d.sync += corrupt.eq(1)
                 if update_crc:
                     m.d.sync += crc.eq(crc_rx)
@@ -216,17 +224,17 @@ class UartBridge(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                with m.If(byte_in & (urx.data == SYNC_REQUEST)):
+                with m.If(rx_sync):
                     m.d.sync += [crc.eq(CRC_INIT), corrupt.eq(0), count.eq(0), header.eq(0),
                                  echo.eq(0), bus_error.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
                 m.d.comb += receiving.eq(1)
-                with m.If(urx.valid):
-                    m.d.sync += header.eq(Cat(header[8:], urx.data))
+                with m.If(rx_valid):
+                    m.d.sync += header.eq(Cat(header[8:], rx_data))
                     with m.If(count == 0):
-                        m.d.sync += echo.eq(urx.data)
+                        m.d.sync += echo.eq(rx_data)
                 receive(count + 1, count == 6, "HEADER_DONE")
 
             with m.State("HEADER_DONE"):
@@ -238,14 +246,14 @@ class UartBridge(wiring.Component):
 
             with m.State("PAYLOAD"):
                 m.d.comb += [receiving.eq(1),
-                             buf_write.addr.eq(count), buf_write.data.eq(urx.data),
-                             buf_write.en.eq(urx.valid & (count < MAX_BLOCK))]
+                             buf_write.addr.eq(count), buf_write.data.eq(rx_data),
+                             buf_write.en.eq(rx_valid & (count < MAX_BLOCK))]
                 receive(count + 1, at_last, "CRC")
 
             with m.State("CRC"):
                 m.d.comb += receiving.eq(1)
-                with m.If(urx.valid):
-                    m.d.sync += received_crc.eq(Cat(received_crc[8:], urx.data))
+                with m.If(rx_valid):
+                    m.d.sync += received_crc.eq(Cat(received_crc[8:], rx_data))
                 receive(count + 1, count == 1, "VERIFY", update_crc=False)
 
             # The frame's checks are registered in VERIFY, turned into a status in CLASSIFY and
