@@ -774,10 +774,12 @@ class Dma(wiring.Component):
         m.submodules.write_addrs = write_addrs = SyncFIFO(width=32, depth=outstanding + 1)
         m.submodules.write_lens = write_lens = SyncFIFO(width=_BurstBeats().size,
                                                         depth=outstanding + 1)
-        # Credit: fewer than `outstanding` bursts tracked. The credits are registers (computed
-        # from the FIFOs' next levels), so the generator's `issue` — the enable of its row
-        # state and of the burst register — starts at flip-flops, not at the R and B channels
-        # and the realigner's ready. A burst that completes frees its credit a cycle later.
+        # Credit: fewer than `outstanding` bursts of the running direction tracked. The credit
+        # is one register (computed from the FIFOs' next levels and the direction registers), so
+        # the generator's `issue` — the enable of its row state and of the burst register — is
+        # one gate on flip-flops, not the R and B channels and the realigner's ready. A burst
+        # that completes frees its credit a cycle later. (The direction is a cycle old: the
+        # generator is not active in a transfer's first cycles, while it fills its pipeline.)
         # The R channel enters through a register slice: the realigner, the error latch and the
         # read tracking start at its flip-flops, and RREADY on the bus is a flip-flop. (A beat in
         # the slice has left the bus but not the tracking FIFO, so the outstanding-read bound
@@ -787,18 +789,17 @@ class Dma(wiring.Component):
         r = r_slice.o.payload
         rvalid = r_slice.o.valid
         rready = r_slice.o.ready
-        read_credit = Signal(init=1)
-        write_credit = Signal(init=1)
+        credit = Signal()
 
         def level_next(fifo):
             return fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy)
-        m.d.sync += [read_credit.eq(level_next(read_addrs) < outstanding),
-                     write_credit.eq(level_next(write_addrs) < outstanding)]
 
         desc = Signal(DmaDescriptor(), reset_less=True)     # loaded when a descriptor is taken
         start = Signal()
         loading = Signal()                  # state == LOAD (a register of its own)
         storing = Signal()                  # state == STORE (a register of its own)
+        m.d.sync += credit.eq((storing & (level_next(write_addrs) < outstanding)) |
+                              (loading & (level_next(read_addrs) < outstanding)))
         failed = Signal()                   # error != NONE (a register of its own)
 
         # --- control ------------------------------------------------------------------------------
@@ -889,7 +890,7 @@ class Dma(wiring.Component):
             # stopped by an error keeps its rows_left).
             gen.start.eq(state == _State.CHECK),
             gen.stop.eq(failed),
-            gen.credit.eq((storing & write_credit) | (loading & read_credit)),
+            gen.credit.eq(credit),
             gen.dram_addr.eq(desc.dram_addr),
             gen.dram_stride.eq(desc.dram_stride),
             gen.rows.eq(desc.rows),
