@@ -37,7 +37,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PRIMITIVES", "LATENCY", "RegisteredMultiplier", "check_primitive", "mult18x18d",
-           "dsp_family"]
+           "resolve_primitive"]
 
 PRIMITIVES = ("auto", "generic", "ecp5", "lut")
 
@@ -45,9 +45,12 @@ PRIMITIVES = ("auto", "generic", "ecp5", "lut")
 LATENCY = {"auto": 2, "generic": 2, "ecp5": 2, "lut": 3}
 
 
-def dsp_family(platform):
-    """``"ecp5"`` when ``platform`` is an ECP5 platform (its DSPs are instantiated), else None."""
-    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+def resolve_primitive(primitive, platform):
+    """``primitive``, with ``"auto"`` resolved: ``"ecp5"`` when ``platform`` is an ECP5 platform
+    (its DSPs are instantiated), else ``"generic"``."""
+    if primitive != "auto":
+        return primitive
+    return "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
 
 
 def mult18x18d(m, a, b, name):
@@ -115,9 +118,7 @@ class RegisteredMultiplier(wiring.Component):
         super().__init__()
 
     def resolved_primitive(self, platform):
-        if self.primitive != "auto":
-            return self.primitive
-        return dsp_family(platform) or "generic"
+        return resolve_primitive(self.primitive, platform)
 
     def elaborate(self, platform):
         m = Module()

@@ -42,7 +42,7 @@ from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .multiplier import dsp_family, mult18x18d
+from .multiplier import mult18x18d, resolve_primitive
 from .util import check_dimension, delay
 
 __all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
@@ -97,9 +97,7 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
     # S1: left shift with int32 wrap; right shift amount.
     left = Signal(range(31), name=f"left_{index}")
     m.d.comb += left.eq(Mux(shift > 0, shift, 0))
-    x0 = Signal(signed(32), name=f"x0_{index}")
-    m.d.comb += x0.eq((x << left)[:32])
-    x1 = stage(x0, signed(32), "x1")
+    x1 = stage((x << left)[:32], signed(32), "x1")
     right = stage(Mux(shift < 0, -shift, 0), range(32), "right")
     mult1 = stage(mult, signed(32), "mult1")
     # S2: partial products of x1 = xh * 2**16 + xl and mult1 = mh * 2**16 + ml; the SRDHM
@@ -190,16 +188,13 @@ class Requantizer(wiring.Component):
             "o_data":     Out(data.ArrayLayout(signed(8), lanes)),
         })
 
-    def _pipeline(self, m, x, mult, shift, index):
+    def _pipeline(self, m, x, mult, shift, index, dsp):
         return _lane_pipeline(m, x, mult, shift, self.zero_point, self.act_min, self.act_max,
-                              index, self._dsp)
+                              index, dsp)
 
     def elaborate(self, platform):
         m = Module()
-        primitive = self.primitive
-        if primitive == "auto":
-            primitive = dsp_family(platform) or "generic"
-        self._dsp = primitive == "ecp5"
+        dsp = resolve_primitive(self.primitive, platform) == "ecp5"
         if self.beats == 1:
             # S0: the row register (the accumulator's block RAM output is not behind the left
             # shift of S1 then).
@@ -207,7 +202,7 @@ class Requantizer(wiring.Component):
             m.d.sync += row.eq(self.i_data)
             m.d.comb += self.o_valid.eq(delay(m, self.i_valid, STAGES + 1, "valid"))
             for l in range(self.lanes):
-                out = self._pipeline(m, row[l], self.multiplier[l], self.shift[l], l)
+                out = self._pipeline(m, row[l], self.multiplier[l], self.shift[l], l, dsp)
                 m.d.comb += self.o_data[l].eq(out)
             return m
 
@@ -242,7 +237,7 @@ class Requantizer(wiring.Component):
                 shift0.eq(reduce(or_, (Mux(select[j], self.shift[j * units + u], 0)
                                        for j in slices))),
             ]
-            outs.append(self._pipeline(m, row[u], mult0, shift0, u))
+            outs.append(self._pipeline(m, row[u], mult0, shift0, u, dsp))
 
         # Slice j leaves the last stage when its tag bit does: slices 0 .. beats-2 are collected, the last
         # one completes the row.
