@@ -6,7 +6,7 @@
                            DMA LOAD descriptor: program_addr + 16*next, CHUNK instructions
                            (rows of ``word_bytes``: 16, or 4 when accumulator rows are shorter)
              DMA rows ─► [row] ─► assemble 128-bit words ─► [decode] ─► [sums] ─► [checks]
-                      ─► FIFO of FetchedEntry ─► dispatcher
+                      ─► FIFO of FetchedEntry ─► [out] ─► dispatcher
 
 The descriptor targets the accumulator only so that the DMA's checks accept it (rows of up to
 ``4*lanes`` bytes, ``rows`` <= depth); the rows never reach the accumulator: rtl/top.py routes the
@@ -29,12 +29,13 @@ instruction-level simulator, and prefetching past HALT never fails a program).
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .decoder import CHECKS, Decoder
 from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
 from .engine import INDEX, QueueEntry
 from .isa import INSTRUCTION_BITS, INSTRUCTION_BYTES
+from .register_slice import RegisterSlice
 
 __all__ = ["FetchUnit", "FetchedEntry"]
 
@@ -91,6 +92,9 @@ class FetchUnit(wiring.Component):
         m = Module()
         fifo = SyncFIFOBuffered(width=FetchedEntry().size, depth=FIFO_DEPTH)
         m.submodules.fifo = ResetInserter(self.start | self.abort)(fifo)
+        out = RegisterSlice(FetchedEntry(), full_rate=False)
+        m.submodules.out = ResetInserter(self.start | self.abort)(out)
+        popping = Signal()          # an entry leaves the FIFO (for the output slice)
 
         # Descriptor state, kept in registers so that the descriptor leaves the fetch unit
         # straight from flip-flops (no adders or comparators between them and the DMA arbiter).
@@ -98,7 +102,7 @@ class FetchUnit(wiring.Component):
         remaining = Signal(32)      # instructions not yet requested
         chunk = Signal(range(self.chunk + 1))   # min(remaining, chunk): the next descriptor
         credits = Signal(range(FIFO_DEPTH + 1)) # FIFO entries neither filled nor requested
-        popped = Signal()           # the dispatcher took an entry in the previous cycle
+        popped = Signal()           # an entry left the FIFO in the previous cycle
         taken = Signal.like(chunk)  # instructions requested in the previous cycle
         push_index = Signal(32)     # index of the next instruction to enter the FIFO
         part = Signal(range(self.rows_per_insn))
@@ -153,11 +157,10 @@ class FetchUnit(wiring.Component):
             with m.If(issued):
                 m.d.sync += [dram_addr.eq(dram_addr + chunk * INSTRUCTION_BYTES),
                              *set_remaining(remaining - chunk), waiting.eq(1)]
-            # A FIFO entry read by the dispatcher is a credit again one cycle later (the
-            # dispatcher's decision is not on the path to ``credits``).
+            # A FIFO entry that left (into the output slice) is a credit again one cycle later.
             # The credits of an issued descriptor are taken a cycle later too: no descriptor can
             # issue in that cycle (``waiting`` is set).
-            m.d.sync += [popped.eq(self.insn.valid & self.insn.ready),
+            m.d.sync += [popped.eq(popping),
                          taken.eq(Mux(issued, chunk, 0)),
                          credits.eq(credits - taken + popped)]
             with m.If(dma_done & waiting):
@@ -215,9 +218,14 @@ class FetchUnit(wiring.Component):
             fifo.w_en.eq(checks_valid & ~self.abort & ~self.start),
         ]
 
+        # The FIFO's head leaves through a register slice (half rate, as the dispatcher takes an
+        # instruction at most every other cycle): the dispatcher's head register and the FIFO's
+        # read side are placed apart, and no path runs from the FIFO's level to the dispatcher.
         m.d.comb += [
-            self.insn.payload.as_value().eq(fifo.r_data),
-            self.insn.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.insn.ready),
+            out.i.payload.eq(fifo.r_data),
+            out.i.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(out.i.ready),
+            popping.eq(fifo.r_rdy & out.i.ready),
         ]
+        connect(m, out.o, flipped(self.insn))
         return m
