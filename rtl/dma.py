@@ -676,7 +676,9 @@ class WritePacker(wiring.Component):
         with m.If(self.start):
             m.d.sync += full.eq(0)
         with m.Elif(advance):
-            m.d.sync += [previous.eq(current), shifter.eq(shifter[width:])]
+            # The top slot keeps its value (never used again): shifting in zeros would be
+            # mapped onto the flip-flops' synchronous reset, with this enable's logic in front.
+            m.d.sync += [previous.eq(current), shifter.eq(Cat(shifter[width:], shifter[-width:]))]
             with m.If(rows.last):
                 m.d.sync += full.eq(0)
         with m.If(self.row.valid & self.row.ready):
