@@ -95,8 +95,9 @@ def _lane_pipeline(m, x, mult, shift, zero_point, act_min, act_max, index, dsp):
         return value
 
     # S1: left shift with int32 wrap; right shift amount.
+    # (max(shift, 0) from the sign bit: no comparator in front of the barrel shifter.)
     left = Signal(range(31), name=f"left_{index}")
-    m.d.comb += left.eq(Mux(shift > 0, shift, 0))
+    m.d.comb += left.eq(Mux(shift[-1], 0, shift[:5]))
     x1 = stage((x << left)[:32], signed(32), "x1")
     right = stage(Mux(shift < 0, -shift, 0), range(32), "right")
     mult1 = stage(mult, signed(32), "mult1")
