@@ -18,7 +18,8 @@ Boards:
 ``ulx3s``
     Radiona ULX3S with an LFE5U-85F (-6, CABGA381): 25 MHz oscillator, 156 MULT18X18D, 208 DP16KD.
     Default 12 x 12 array with the PEs on MULT18X18D primitives (144) and a requantizer of 3
-    units time-shared over the 12 lanes (12), 64 KiB of block RAM as memory.
+    units time-shared over the 12 lanes (12), 64 KiB of block RAM as memory. The multipliers
+    are placed by a DSP floorplan (:mod:`tessera.fpga.floorplan`).
 ``icebreaker``
     1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator, 5280 logic cells,
     30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array (one requantizer unit), small buffers, memory
@@ -43,6 +44,7 @@ from tessera.rtl.multiplier import check_primitive
 from tessera.sim.config import AcceleratorConfig
 
 from .board_top import SimBoardTop
+from .floorplan import dsp_floorplan
 from .link import DEFAULT_BAUD
 
 __all__ = ["Board", "BOARDS", "REQUANT_UNIT_DSPS", "board", "BoardTop", "ecp5_pll_parameters",
@@ -63,6 +65,7 @@ class Board:
     leds: int = 1
     resources: dict = field(default_factory=dict)   # available cells, for the report
     dsp_blocks: int = 0            # hard multipliers (MULT18X18D, SB_MAC16)
+    dsp_floorplan: bool = False    # place the multipliers by tessera.fpga.floorplan (LFE5U-85F)
 
     def make_platform(self):
         import importlib
@@ -90,6 +93,15 @@ class Board:
             values["requant_units"] = None if units == lanes else units
         return AcceleratorConfig(**values)
 
+    def floorplan(self, config, multiplier):
+        """``{instance name: DSP site}`` for ``config`` built with PE ``multiplier``
+        (:func:`~tessera.fpga.floorplan.dsp_floorplan`), or None: the board has no DSP
+        floorplan, or the configuration does not fit it."""
+        if not self.dsp_floorplan:
+            return None
+        return dsp_floorplan(config.rows, config.cols, config.requant_units or config.lanes,
+                             pe_dsps=multiplier != "lut")
+
 
 #: Hard multipliers of one requantizer unit (a 32 x 32-bit product from four 16 x 16-bit ones).
 REQUANT_UNIT_DSPS = 4
@@ -100,7 +112,7 @@ BOARDS = {
         clock_mhz=25.0,
         config=dict(rows=12, cols=12, scratchpad_depth=4096, accumulator_depth=512,
                     bus_width=64),
-        mem_size=1 << 16, multiplier="ecp5", leds=8, dsp_blocks=156),
+        mem_size=1 << 16, multiplier="ecp5", leds=8, dsp_blocks=156, dsp_floorplan=True),
     "icebreaker": Board(
         name="icebreaker", platform="ICEBreakerPlatform", module="icebreaker", family="ice40",
         clock_mhz=12.0,

@@ -8,14 +8,16 @@ default, spent over an hour on a 10 x 10 build without finishing), ``--timing-al
 ``--report``; its JSON report and the Yosys statistics give the report :func:`build` returns and
 writes as ``tessera_<board>-report.json`` next to the bitstream::
 
-    {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "mem_size", "baud",
+    {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "floorplan",
+     "mem_size", "baud",
      "uart_divisor", "target_mhz", "fmax_mhz", "timing_met",
      "lut", "ff", "dsp", "bram", "spram", "logic_cells": {"used", "available"},
      "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
 
 ``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
-flip-flops, one each per logic cell); ``dsp``, ``bram``, ``spram`` and ``logic_cells``
-(TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells. A design that misses
+flip-flops, one each per logic cell); ``floorplan`` counts the multipliers given a site by the
+board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
+``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells. A design that misses
 ``target_mhz`` raises :class:`TimingError` (after the report is written) unless
 ``allow_timing_failure``; a tool that fails (e.g. the design does not fit) raises
 :class:`BuildError` with the end of its log.
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 from .boards import BOARDS, BoardTop, board as get_board
+from .floorplan import yosys_commands
 from .synth import HIDE_ELEMENT_ALIASES, summarize
 
 __all__ = ["BuildError", "TimingError", "build", "add_build_parser", "cmd_build", "TOOLS",
@@ -131,8 +134,9 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     ``multiplier`` the PEs' multipliers (``"lut"``: in logic; default: the board's, ``"ecp5"``
     DSPs on the ULX3S);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
-    only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "netlist", "lut",
-    "ff", "dsp", "bram", "seconds"}`` (also written as ``tessera_<board>-synth-report.json``):
+    only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "multiplier",
+    "floorplan", "netlist", "lut", "ff", "dsp", "bram", "seconds"}`` (also written as
+    ``tessera_<board>-synth-report.json``):
     the netlist is what ``scripts/timing_paths.py`` reads, in a minute or two instead of a
     place and route.
     """
@@ -147,9 +151,11 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     nextpnr_report = f"{name}-nextpnr.json"
     platform = spec.make_platform()
     yosys_stats = f"{name}-yosys-stats.json"
+    floorplan = spec.floorplan(config, top.multiplier)
     overrides = {
         "script_after_read": HIDE_ELEMENT_ALIASES,
-        "script_after_synth": f"tee -q -o {yosys_stats} stat -json",
+        "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
+                                         *yosys_commands(floorplan)]),
         "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2",
     }
     if family == "ice40":
@@ -172,7 +178,8 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                              f"{proc.stderr[-1000:]}")
         cells = _yosys_cells(directory / yosys_stats, name, family)
         report = {"board": spec.name, "config": config.as_dict(),
-                  "multiplier": top.multiplier, "netlist": str(directory / f"{name}.json"),
+                  "multiplier": top.multiplier, "floorplan": len(floorplan or {}),
+                  "netlist": str(directory / f"{name}.json"),
                   **{key: cells[key] for key in ("lut", "ff", "dsp", "bram")},
                   "seconds": round(time.monotonic() - start, 1)}
         (directory / f"{name}-synth-report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -204,6 +211,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "device": f"{platform.device}-{platform.package}",
         "config": config.as_dict(),
         "multiplier": top.multiplier,
+        "floorplan": len(floorplan or {}),
         "mem_size": spec.mem_size,
         "baud": top.baud,
         "uart_divisor": top.divisor,

@@ -133,6 +133,54 @@ def test_lut_multiplier_uses_no_dsp():
     assert generic["dsp"] == 1, generic["cells"]
 
 
+def test_dsp_floorplan():
+    """The ULX3S's DSP floorplan: the default 12 x 12 array with 3 requantizer units takes each
+    of the LFE5U-85F's 156 MULT18X18D sites once; vertical PE neighbours share a DSP tile (or
+    move to the next DSP row every four rows), horizontal ones share a DSP row; a requantizer
+    unit fills one tile; configurations the plan does not fit get none."""
+    from tessera.fpga.floorplan import (PE_CELL, REQUANT_CELL, REQUANT_PARTS, dsp_floorplan,
+                                        dsp_sites, yosys_commands)
+    device = {site for y in (10, 34, 58) for tile in range(13) for site in dsp_sites(y, tile)}
+    assert len(device) == 156
+
+    def xy(site):
+        x, y, _ = site.split("/")
+        return int(x[1:]), int(y[1:])
+
+    ulx3s = BOARDS["ulx3s"]
+    config = ulx3s.accelerator_config()
+    plan = ulx3s.floorplan(config, "ecp5")
+    assert len(plan) == 156 and set(plan.values()) == device
+    for r in range(12):
+        for c in range(12):
+            x, y = xy(plan[PE_CELL.format(r=r, c=c)])
+            if r + 1 < 12:
+                below_x, below_y = xy(plan[PE_CELL.format(r=r + 1, c=c)])
+                if r % 4 == 3:
+                    assert (below_x, below_y - y) == (x - 5, 24), (r, c)   # same tile
+                else:
+                    assert below_y == y and 0 < below_x - x <= 3, (r, c)
+            if c + 1 < 12:
+                right_x, right_y = xy(plan[PE_CELL.format(r=r, c=c + 1)])
+                assert right_y == y and 0 < right_x - x <= 20, (r, c)
+    for u in range(3):
+        sites = [xy(plan[REQUANT_CELL.format(part=part, u=u)]) for part in REQUANT_PARTS]
+        assert len({y for _, y in sites}) == 1 and max(sites)[0] - min(sites)[0] == 5, sites
+    # Logic multipliers: only the requantizer's units are placed.
+    assert len(ulx3s.floorplan(config, "lut")) == 12
+    # Too many rows (4 bands) or tiles (13 columns and a requantizer unit in a row): no plan.
+    assert dsp_floorplan(13, 4, 1) is None and dsp_floorplan(4, 13, 1) is None
+    assert len(dsp_floorplan(4, 13, 0)) == 52
+    assert BOARDS["icebreaker"].floorplan(config, "auto") is None
+    commands = yosys_commands({"a.b": "X4/Y10/MULT18_0"})
+    assert commands == ["select -assert-count 1 t:MULT18X18D n:a.b %i",
+                        'setattr -set BEL "X4/Y10/MULT18_0" t:MULT18X18D n:a.b %i']
+    with pytest.raises(ValueError, match="y must be one of"):
+        dsp_sites(11, 0)
+    with pytest.raises(ValueError, match="tile must be in"):
+        dsp_sites(10, 13)
+
+
 def test_overfull_cells_are_named(tmp_path):
     """The "does not fit" message lists exactly the cell types nextpnr shows above 100 %."""
     from tessera.fpga.build import _overfull
@@ -170,6 +218,9 @@ def test_ulx3s_bitstream(tmp_path):
     _check_report(report, "ulx3s", tmp_path, 2, 2)
     assert report["dsp"]["used"] >= 4 and report["dsp"]["available"] == 156, report["dsp"]
     assert report["target_mhz"] == 25.0
+    # The DSP floorplan found its 4 PE and 2 x 4 requantizer multipliers (the build's Yosys
+    # script fails if one is missing).
+    assert report["floorplan"] == 12, report
 
 
 @pytest.mark.fpga
