@@ -73,6 +73,13 @@ class StoreEngine(wiring.Component):
         ]
 
         responses = Signal(2)
+        # The parameter reads leave from registers, a cycle after the state that asks for them:
+        # the accumulator's read address multiplexer and its block RAM bypass comparator start
+        # at flip-flops, not at this state machine and the ``params_row + 1`` adder. (The
+        # responses are counted by ``acc_valid``, whenever they come.)
+        read_en = Signal()
+        read_addr = Signal.like(self.param_read.addr)
+        m.d.sync += [self.param_read.en.eq(read_en), self.param_read.addr.eq(read_addr)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(take_head(m, q, ctl, insn)):
@@ -81,13 +88,11 @@ class StoreEngine(wiring.Component):
                     with m.Else():
                         m.next = "ISSUE"
             with m.State("CONFIG_READ_MULTIPLIERS"):
-                m.d.comb += [ctl.busy.eq(1), self.param_read.addr.eq(cf.params_row),
-                             self.param_read.en.eq(1)]
+                m.d.comb += [ctl.busy.eq(1), read_addr.eq(cf.params_row), read_en.eq(1)]
                 m.d.sync += responses.eq(0)
                 m.next = "CONFIG_READ_SHIFTS"
             with m.State("CONFIG_READ_SHIFTS"):
-                m.d.comb += [ctl.busy.eq(1), self.param_read.addr.eq(cf.params_row + 1),
-                             self.param_read.en.eq(1)]
+                m.d.comb += [ctl.busy.eq(1), read_addr.eq(cf.params_row + 1), read_en.eq(1)]
                 m.next = "CONFIG_LATCH"
             with m.State("CONFIG_LATCH"):
                 m.d.comb += ctl.busy.eq(1)
