@@ -12,27 +12,31 @@ copies for the two read ports). Everything else is a short
 pipeline whose size does not depend on ``depth``::
 
                  write.addr/data/mode/en                                   read.addr/en
+                        ▼                                                      ▼
+    IN (cycle t)    [request]                                             [request]
                         │                                                      │
-    S0 (cycle t)        ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
+    S0 (t+1)            ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
                         ▼                         │
-    S1 (t+1)        [request]               [RAM read data]    (block RAM output)
+    S1 (t+2)        [request]               [RAM read data]    (block RAM output)
                         ▼                         ▼
-    S2 (t+2)        [request]               [rdata]            (register: keeps the RAM's slow
+    S2 (t+3)        [request]               [rdata]            (register: keeps the RAM's slow
                         │                         │             clock-to-out off the adder path)
                         │         forward: newest of S3, H4 with the same address, else rdata
                         │                         │
                         ├─► sum = old + data (ACCUMULATE) or data (OVERWRITE)     old ──► [read.data]
-                        ▼                                                                 (t+3)
-    S3 (t+3)        [sum] ──► RAM write port
+                        ▼                                                                 (t+4)
+    S3 (t+4)        [sum] ──► RAM write port
     H4              [sum] one cycle later (written, but after the read of a younger request)
 
-Consistency: a write issued in cycle t is committed to the RAM at the end of cycle t+3, but every
-access behaves as if writes took effect in issue order, one per cycle. The RAM read port is
-transparent (a read sees a write to the same row in the same cycle), so a RAM read issued in cycle
-t sees the writes issued up to cycle t-3; the writes issued in cycles t-2 and t-1 are in H4 and S3
-when the request reaches S2 and are forwarded from there, newest first. So back-to-back
-ACCUMULATEs to the same row are exact, at any distance, and the read port returns a row including
-every write issued in an *earlier* cycle.
+The IN registers take both ports' requests as they come (the block RAMs' address inputs and
+bypass comparators start at flip-flops, not at the writer's or reader's logic); from S0 on, times
+are counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of
+cycle t+3, but every access behaves as if writes took effect in issue order, one per cycle. The
+RAM read port is transparent (a read sees a write to the same row in the same cycle), so a RAM
+read in S0 in cycle t sees the writes that were in S0 up to cycle t-3; those of cycles t-2 and
+t-1 are in H4 and S3 when the request reaches S2 and are forwarded from there, newest first. So
+back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port returns a
+row including every write issued in an *earlier* cycle.
 
 Rules of the ports (both accept at most one request per cycle):
 
@@ -41,7 +45,7 @@ Rules of the ports (both accept at most one request per cycle):
   readers are written for a port that may stall). A read and a write of the same row in the same
   cycle return the row *before* that write; a read sees every write issued in an earlier cycle
   (forwarded from S3/H4 like the read-modify-write).
-* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (3) cycles after the
+* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (4) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
 * Reset (``rst``) drops requests in flight; the RAM contents are kept.
@@ -120,14 +124,14 @@ class Accumulator(wiring.Component):
     Attributes
     ----------
     read_latency : int
-        Cycles from a taken read request to ``read.valid`` (3).
+        Cycles from a taken read request to ``read.valid`` (4).
     write_latency : int
-        Cycles from a write request to the RAM write (3); invisible to users, see the module doc.
+        Cycles from a write request to the RAM write (4); invisible to users, see the module doc.
     row_bytes : int
         Bytes per row (``4 * lanes``), as the DMA sees it.
     """
-    read_latency = 3
-    write_latency = 3
+    read_latency = 4
+    write_latency = 4
 
     def __init__(self, *, lanes=8, depth=256):
         self.lanes = check_dimension("lanes", lanes)
@@ -160,16 +164,33 @@ class Accumulator(wiring.Component):
         # core accumulates); Yosys duplicates the block RAM for it.
         mem_rd_ext = memory.read_port(transparent_for=(mem_wr,))
 
+        # --- IN: both ports' requests, registered ----------------------------------------------
+        # The block RAMs' address inputs and read-during-write bypass comparators start at these
+        # flip-flops, not at the writer's and reader's logic (in a 12 x 12 build the RAM copies
+        # spread over the die and those paths were the longest). Every request is delayed by
+        # the same cycle, so the rules below hold as seen from the ports.
+        w_en = Signal()
+        w_mode = Signal(WriteMode, reset_less=True)
+        w_addr = Signal(aw, reset_less=True)
+        w_data = Signal(width, reset_less=True)
+        r_en = Signal()
+        r_addr = Signal(aw, reset_less=True)
+        m.d.sync += [
+            w_en.eq(self.write.en), w_mode.eq(self.write.mode), w_addr.eq(self.write.addr),
+            w_data.eq(self.write.data.as_value()),
+            r_en.eq(self.read.en), r_addr.eq(self.read.addr),
+        ]
+
         # --- S0: requests ---------------------------------------------------------------------
         accumulate = Signal()
         read_take = Signal()
         m.d.comb += [
-            accumulate.eq(self.write.en & (self.write.mode == WriteMode.ACCUMULATE)),
+            accumulate.eq(w_en & (w_mode == WriteMode.ACCUMULATE)),
             self.read.ready.eq(1),
-            read_take.eq(self.read.en),
-            mem_rd.addr.eq(self.write.addr),
+            read_take.eq(r_en),
+            mem_rd.addr.eq(w_addr),
             mem_rd.en.eq(accumulate),
-            mem_rd_ext.addr.eq(self.read.addr),
+            mem_rd_ext.addr.eq(r_addr),
             mem_rd_ext.en.eq(read_take),
         ]
 
@@ -183,12 +204,12 @@ class Accumulator(wiring.Component):
             return regs
 
         s0 = {
-            "wen":   self.write.en,
+            "wen":   w_en,
             "acc":   accumulate,
-            "waddr": self.write.addr,
-            "wdata": self.write.data.as_value(),
+            "waddr": w_addr,
+            "wdata": w_data,
             "ren":   read_take,
-            "raddr": self.read.addr,
+            "raddr": r_addr,
         }
         s1 = stage("s1", s0)
         s2 = stage("s2", s1)

@@ -22,7 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .accumulator import AccumulatorRow, WriteMode
+from .accumulator import Accumulator, AccumulatorRow, WriteMode
 from .engine import INDEX, EngineControl, QueueEntry, attach_queue
 from .scratchpad import ScratchpadRow
 from .tensor_core import TensorCore
@@ -32,9 +32,8 @@ __all__ = ["ExecEngine"]
 #: MATMULs that may be issued ahead of the one whose results are being written.
 JOB_DEPTH = 4
 
-#: Cycles from an accumulator write request to its row being in the RAM (Accumulator.write_latency
-#: + 1).
-COMMIT_DELAY = 4
+#: Cycles from an accumulator write request to its row being in the RAM.
+COMMIT_DELAY = Accumulator.write_latency + 1
 
 ROW = unsigned(16)
 

@@ -368,6 +368,7 @@ def test_synth_block_ram(name, synth_results):
     assert large["bram"] > small["bram"], report
     # Storage in flip-flops would add 3 * depth * bits of them; address registers add a few.
     assert large["ff"] - small["ff"] <= 32, report
-    # The pipeline holds a few rows (accumulator: S1/S2 data, two RAM output registers, S3, H4,
-    # read data = 7 rows): a fixed multiple of a row, never a multiple of the depth.
-    assert small["ff"] < 10 * bits, report
+    # The pipeline holds a few rows (accumulator: IN, S1/S2 data, two RAM output registers, S3,
+    # H4, read data = 8 rows, and Yosys's read-during-write bypass keeps a row per read port):
+    # a fixed multiple of a row, never a multiple of the depth.
+    assert small["ff"] < 11 * bits, report
