@@ -170,11 +170,15 @@ class Controller(wiring.Component):
         # are stable once true (so a cycle-old view only delays them by a cycle: an engine is
         # active in the cycle it takes a head, and a queue counts that head until two cycles
         # later).
+        # The dispatcher's ``stuck`` likewise (it comes out of its dispatch decision; DEADLOCK
+        # needs it, like the rest of its condition, to hold for four cycles).
         any_active = Signal()
         any_blocked = Signal()
+        stuck = Signal()
         m.d.sync += [
             any_active.eq(active(self.load) | active(self.exec) | active(self.store)),
             any_blocked.eq(self.load.blocked | self.exec.blocked | self.store.blocked),
+            stuck.eq(self.stuck),
         ]
         # A deadlock is a stable state (nothing can move), so it is detected through a pipeline
         # of registers: the engines' ``blocked``/``head_index`` are sampled, the smallest waiting
@@ -307,7 +311,7 @@ class Controller(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [
                     self.running.eq(1),
-                    deadlock_now.eq(self.stuck & ~any_active & any_blocked),
+                    deadlock_now.eq(stuck & ~any_active & any_blocked),
                 ]
                 with m.If(pending):
                     m.d.sync += [stopping.eq(1), to_reset.eq(watchdog_reported)]
