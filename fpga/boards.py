@@ -93,14 +93,21 @@ class Board:
             values["requant_units"] = None if units == lanes else units
         return AcceleratorConfig(**values)
 
-    def floorplan(self, config, multiplier):
+    def floorplan(self, config, multiplier, mode="auto"):
         """``{instance name: DSP site}`` for ``config`` built with PE ``multiplier``
         (:func:`~tessera.fpga.floorplan.dsp_floorplan`), or None: the board has no DSP
-        floorplan, or the configuration does not fit it."""
-        if not self.dsp_floorplan:
+        floorplan, the configuration does not fit it, ``mode`` is ``"off"``, or it is
+        ``"auto"`` and the plan takes at most half of the board's DSPs. (Measured on the
+        ULX3S: the 12 x 12 array, on all 156 DSPs, routes only with the floorplan; a 2 x 2 build,
+        on 12, is faster without it, as the placer keeps the few multipliers beside their
+        logic.)"""
+        if not self.dsp_floorplan or mode == "off":
             return None
-        return dsp_floorplan(config.rows, config.cols, config.requant_units or config.lanes,
+        plan = dsp_floorplan(config.rows, config.cols, config.requant_units or config.lanes,
                              pe_dsps=multiplier != "lut")
+        if plan is None or (mode == "auto" and 2 * len(plan) <= self.dsp_blocks):
+            return None
+        return plan
 
 
 #: Hard multipliers of one requantizer unit (a 32 x 32-bit product from four 16 x 16-bit ones).

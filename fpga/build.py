@@ -36,7 +36,10 @@ from .floorplan import yosys_commands
 from .synth import HIDE_ELEMENT_ALIASES, summarize
 
 __all__ = ["BuildError", "TimingError", "build", "add_build_parser", "cmd_build", "TOOLS",
-           "DEVICE_CELLS"]
+           "DEVICE_CELLS", "FLOORPLAN_CHOICES"]
+
+#: Values of ``build(floorplan=...)`` and ``--floorplan``.
+FLOORPLAN_CHOICES = ("auto", "on", "off")
 
 
 class BuildError(RuntimeError):
@@ -125,14 +128,17 @@ def _used(utilization, kinds):
 
 
 def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
-          out_dir="build/fpga", requant_units=None, synth_only=False, multiplier=None):
+          out_dir="build/fpga", requant_units=None, synth_only=False, multiplier=None,
+          floorplan="auto"):
     """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
     and return its report (see the module docstring).
 
     ``rows``/``cols`` override the board's default array, ``requant_units`` the requantizer's
     multiplier units (default: what the board's DSPs leave, ``Board.accelerator_config``),
     ``multiplier`` the PEs' multipliers (``"lut"``: in logic; default: the board's, ``"ecp5"``
-    DSPs on the ULX3S);
+    DSPs on the ULX3S); ``floorplan``: whether the board's DSP floorplan places the multipliers
+    (``"on"``, ``"off"``, or ``"auto"``: when they take more than half of the device's DSPs,
+    see :meth:`~tessera.fpga.boards.Board.floorplan`);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
     only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "multiplier",
     "floorplan", "netlist", "lut", "ff", "dsp", "bram", "seconds"}`` (also written as
@@ -151,7 +157,10 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     nextpnr_report = f"{name}-nextpnr.json"
     platform = spec.make_platform()
     yosys_stats = f"{name}-yosys-stats.json"
-    floorplan = spec.floorplan(config, top.multiplier)
+    if floorplan not in FLOORPLAN_CHOICES:
+        raise ValueError(f"floorplan must be one of {', '.join(FLOORPLAN_CHOICES)}, not "
+                         f"{floorplan!r}")
+    floorplan = spec.floorplan(config, top.multiplier, floorplan)
     overrides = {
         "script_after_read": HIDE_ELEMENT_ALIASES,
         "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
@@ -250,6 +259,9 @@ def add_build_parser(subparsers):
     p.add_argument("--multiplier", choices=["ecp5", "lut", "generic"],
                    help="PE multipliers: ECP5 DSP primitives, logic only, or what Yosys infers "
                         "(default: the board's)")
+    p.add_argument("--floorplan", choices=FLOORPLAN_CHOICES, default="auto",
+                   help="place the multipliers by the board's DSP floorplan (default auto: when "
+                        "they take more than half of the DSPs)")
     p.add_argument("--freq", type=float,
                    help="clock in MHz (default: the board's oscillator; ECP5 uses a PLL)")
     p.add_argument("--allow-timing-failure", action="store_true",
@@ -268,7 +280,7 @@ def cmd_build(args):
         report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
                        allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir,
                        requant_units=args.requant_units, synth_only=args.synth_only,
-                       multiplier=args.multiplier)
+                       multiplier=args.multiplier, floorplan=args.floorplan)
     except (TimingError, BuildError) as exc:
         print(f"tessera build: {exc}", file=sys.stderr)
         return 1

@@ -71,7 +71,7 @@ def test_build_command_line(monkeypatch, capsys):
     add_build_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build", "ulx3s", "--rows", "4", "--cols", "6", "--freq", "50",
                               "--allow-timing-failure", "--out-dir", "x", "--requant-units", "2",
-                              "--multiplier", "lut"])
+                              "--multiplier", "lut", "--floorplan", "on"])
     seen = {}
 
     def fake_build(name, **kwargs):
@@ -81,7 +81,8 @@ def test_build_command_line(monkeypatch, capsys):
     monkeypatch.setattr("tessera.fpga.build.build", fake_build)
     assert args.func(args) == 1
     assert seen == dict(board="ulx3s", rows=4, cols=6, freq=50.0, allow_timing_failure=True,
-                        out_dir="x", requant_units=2, synth_only=False, multiplier="lut")
+                        out_dir="x", requant_units=2, synth_only=False, multiplier="lut",
+                        floorplan="on")
     assert "not enough cells" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "de10"])
@@ -166,8 +167,15 @@ def test_dsp_floorplan():
     for u in range(3):
         sites = [xy(plan[REQUANT_CELL.format(part=part, u=u)]) for part in REQUANT_PARTS]
         assert len({y for _, y in sites}) == 1 and max(sites)[0] - min(sites)[0] == 5, sites
-    # Logic multipliers: only the requantizer's units are placed.
-    assert len(ulx3s.floorplan(config, "lut")) == 12
+    # Logic multipliers: only the requantizer's units are placed (when asked for: by default
+    # a plan of at most half of the DSPs is left to the placer).
+    assert len(ulx3s.floorplan(config, "lut", "on")) == 12
+    assert ulx3s.floorplan(config, "lut") is None
+    assert ulx3s.floorplan(config, "ecp5", "off") is None
+    small = ulx3s.accelerator_config(2, 2)
+    assert ulx3s.floorplan(small, "ecp5") is None
+    assert len(ulx3s.floorplan(small, "ecp5", "on")) == 12
+    assert len(ulx3s.floorplan(ulx3s.accelerator_config(8, 8), "ecp5")) == 64 + 4 * 8
     # Too many rows (4 bands) or tiles (13 columns and a requantizer unit in a row): no plan.
     assert dsp_floorplan(13, 4, 1) is None and dsp_floorplan(4, 13, 1) is None
     assert len(dsp_floorplan(4, 13, 0)) == 52
@@ -179,6 +187,14 @@ def test_dsp_floorplan():
         dsp_sites(11, 0)
     with pytest.raises(ValueError, match="tile must be in"):
         dsp_sites(10, 13)
+
+
+def test_bad_floorplan_choice(tmp_path):
+    """``build(floorplan=...)`` names a bad value before any tool runs."""
+    with pytest.raises(ValueError, match=r"floorplan must be one of auto, on, off, not 'yes'"):
+        build("ulx3s", rows=2, cols=2, out_dir=tmp_path, floorplan="yes")
+    assert not list(tmp_path.rglob("*.il"))
+    gc.collect()
 
 
 def test_overfull_cells_are_named(tmp_path):
@@ -214,12 +230,12 @@ def test_ulx3s_bitstream(tmp_path):
 
     In the default suite (CI runs it: about 10 minutes on 2 cores), so that a change that breaks
     synthesis or the board top cannot land; ``pytest -m "not fpga"`` skips it locally."""
-    report = build("ulx3s", rows=2, cols=2, out_dir=tmp_path)
+    report = build("ulx3s", rows=2, cols=2, out_dir=tmp_path, floorplan="on")
     _check_report(report, "ulx3s", tmp_path, 2, 2)
     assert report["dsp"]["used"] >= 4 and report["dsp"]["available"] == 156, report["dsp"]
     assert report["target_mhz"] == 25.0
-    # The DSP floorplan found its 4 PE and 2 x 4 requantizer multipliers (the build's Yosys
-    # script fails if one is missing).
+    # The DSP floorplan (asked for: by default a 2 x 2 build has none) found its 4 PE and 2 x 4
+    # requantizer multipliers (the build's Yosys script fails if one is missing).
     assert report["floorplan"] == 12, report
 
 
