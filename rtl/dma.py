@@ -572,15 +572,16 @@ class ReadRealigner(wiring.Component):
         keep = Cat(bit.replicate(8) for bit in keep_bytes)
         row_out = Signal.like(self.row.payload, reset_less=True)   # ``row.valid`` qualifies it
         m.d.comb += self.row.payload.eq(row_out)
-        with m.If(accept & rows.last):
+        # The row register loads in every cycle it is free (a row completes only then: ``beat``
+        # waits otherwise), so its enable is the handshake alone, not the beat logic; with a
+        # consumer that is always ready (the Tessera top) it has no enable at all.
+        with m.If(~self.row.valid | self.row.ready):
             m.d.sync += [
-                self.row.valid.eq(1),
+                self.row.valid.eq(accept & rows.last),
                 row_out.buffer.eq(self.buffer),
                 row_out.row.eq(next_row),
                 row_out.data.eq(updated[:8 * row_len] & keep),
             ]
-        with m.Elif(self.row.ready):
-            m.d.sync += self.row.valid.eq(0)
         return m
 
 

@@ -61,6 +61,10 @@ class RegisterSlice(wiring.Component):
             self.i.ready.eq(~spare_valid),
         ]
         accept = self.i.valid & ~spare_valid
+        # ``spare`` takes the input in every cycle it is empty (its enable is one flip-flop);
+        # it counts as holding a payload only when ``spare_valid`` is set.
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i.payload)
         with m.If(~out_valid | self.o.ready):
             # ``out`` is free at the end of this cycle: refill it, oldest first.
             with m.If(spare_valid):
@@ -68,5 +72,5 @@ class RegisterSlice(wiring.Component):
             with m.Else():
                 m.d.sync += [out.eq(self.i.payload), out_valid.eq(accept)]
         with m.Elif(accept):
-            m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
+            m.d.sync += spare_valid.eq(1)
         return m
