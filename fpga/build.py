@@ -17,9 +17,9 @@ writes as ``tessera_<board>-report.json`` next to the bitstream::
 ``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
 flip-flops, one each per logic cell); ``floorplan`` counts the multipliers given a site by the
 board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
-``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells. A design that misses
-``target_mhz`` raises :class:`TimingError` (after the report is written) unless
-``allow_timing_failure``; a tool that fails (e.g. the design does not fit) raises
+``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells.
+A design that misses ``target_mhz`` raises :class:`TimingError` (after the report is written)
+unless ``allow_timing_failure``; a tool that fails (e.g. the design does not fit) raises
 :class:`BuildError` with the end of its log.
 """
 
@@ -160,11 +160,11 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     if floorplan not in FLOORPLAN_CHOICES:
         raise ValueError(f"floorplan must be one of {', '.join(FLOORPLAN_CHOICES)}, not "
                          f"{floorplan!r}")
-    floorplan = spec.floorplan(config, top.multiplier, floorplan)
+    dsp_plan = spec.floorplan(config, top.multiplier, floorplan)
     overrides = {
         "script_after_read": HIDE_ELEMENT_ALIASES,
         "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
-                                         *yosys_commands(floorplan)]),
+                                         *yosys_commands(dsp_plan)]),
         "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2",
     }
     if family == "ice40":
@@ -187,7 +187,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                              f"{proc.stderr[-1000:]}")
         cells = _yosys_cells(directory / yosys_stats, name, family)
         report = {"board": spec.name, "config": config.as_dict(),
-                  "multiplier": top.multiplier, "floorplan": len(floorplan or {}),
+                  "multiplier": top.multiplier, "floorplan": len(dsp_plan or {}),
                   "netlist": str(directory / f"{name}.json"),
                   **{key: cells[key] for key in ("lut", "ff", "dsp", "bram")},
                   "seconds": round(time.monotonic() - start, 1)}
@@ -220,7 +220,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "device": f"{platform.device}-{platform.package}",
         "config": config.as_dict(),
         "multiplier": top.multiplier,
-        "floorplan": len(floorplan or {}),
+        "floorplan": len(dsp_plan or {}),
         "mem_size": spec.mem_size,
         "baud": top.baud,
         "uart_divisor": top.divisor,
