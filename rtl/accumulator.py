@@ -21,9 +21,10 @@ pipeline whose size does not depend on ``depth``::
                         ▼                         ▼
     S2 (t+3)        [request]               [rdata]            (register: keeps the RAM's slow
                         │                         │             clock-to-out off the adder path)
-                        │         forward: newest of S3, H4 with the same address, else rdata
                         │                         │
-                        ├─► sum = old + data (ACCUMULATE) or data (OVERWRITE)     old ──► [read.data]
+                        ├─► rdata + data, S3 + data, H4 + data (three adders)
+                        │   forward: the newest of S3, H4 with the same address, else rdata
+                        ├─► sum = forwarded sum (ACCUMULATE) or data (OVERWRITE)  old ──► [read.data]
                         ▼                                                                 (t+4)
     S3 (t+4)        [sum] ──► RAM write port
     H4              [sum] one cycle later (written, but after the read of a younger request)
@@ -247,25 +248,37 @@ class Accumulator(wiring.Component):
                 hits.append(hit)
             return hits
 
-        def forward(ram_data, hits):
-            value = ram_data
-            for entry, hit in reversed(list(zip(history, hits))):   # the newest match wins
-                value = Mux(hit, entry["data"], value)
+        def forward_values(ram_value, history_values, hits):
+            value = ram_value
+            for entry_value, hit in reversed(list(zip(history_values, hits))):  # newest wins
+                value = Mux(hit, entry_value, value)
             return value
 
-        old = Signal(width)
-        old_ext = Signal(width)
-        m.d.comb += [old.eq(forward(rdata, matches("s2_write", s1["waddr"]))),
-                     old_ext.eq(forward(rdata_ext, matches("s2_read", s1["raddr"])))]
+        def forward(ram_data, hits):
+            return forward_values(ram_data, [entry["data"] for entry in history], hits)
 
+        old_ext = Signal(width)
+        m.d.comb += old_ext.eq(forward(rdata_ext, matches("s2_read", s1["raddr"])))
+
+        # The read-modify-write adds the new data to each candidate for the old row (the RAM's,
+        # S3's, H4's) in parallel and forwards among the sums: the forwarding selects (a
+        # register each, with a load per bit of the row) come after the adders, not in front of
+        # them.
         s3 = history[0]
         m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
+        write_hits = matches("s2_write", s1["waddr"])
         for i in range(lanes):
-            total = Signal(signed(LANE.width + 1), name=f"sum_{i}")
-            m.d.comb += total.eq(lane(old, i) + lane(s2["wdata"], i))
-            # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
+            sums = []
+            for source, candidate in (("ram", rdata), *((entry, h["data"]) for entry, h
+                                                        in zip(("s3", "h4"), history))):
+                total = Signal(signed(LANE.width + 1), name=f"sum_{source}_{i}")
+                m.d.comb += total.eq(lane(candidate, i) + lane(s2["wdata"], i))
+                # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
+                sums.append(total[:LANE.width])
+            ram_sum, *history_sums = sums
             m.d.sync += s3["data"].word_select(i, LANE.width).eq(
-                Mux(s2["acc"], total[:LANE.width], lane(s2["wdata"], i)))
+                Mux(s2["acc"], forward_values(ram_sum, history_sums, write_hits),
+                    lane(s2["wdata"], i)))
 
         m.d.comb += [
             mem_wr.en.eq(s3["valid"]),

@@ -88,11 +88,12 @@ has not been taken yet. Which beat is a row's last is kept in registers (``_RowT
 of the current and the next row's first and last byte, a down-counter of the row's beats), so
 RREADY is one LUT level from registers.
 
-STORE (``WritePacker``): a buffer row is loaded into a shift register; each W beat is the window
-of the previous and the current ``B``-byte slot rotated by ``o``, the row then shifts by one slot.
+STORE (``WritePacker``): buffer rows wait in two row buffers (each loaded only while empty, so
+``ready`` is a flip-flop); each W beat is the window of the previous and the current ``B``-byte
+slot rotated by ``o``, both slots in registers loaded from the buffers one slot per beat.
 WSTRB masks the lanes before the row's first byte (first beat) and after its last byte (last beat).
-The next row is loaded in the same cycle as the previous row's last beat leaves, so rows follow
-without bubbles. W beats may precede their AW handshake (the burst length is queued when the burst
+The next row's first slot follows the previous row's last beat in the same cycle when that row is
+already buffered, so rows follow without bubbles. W beats may precede their AW handshake (the burst length is queued when the burst
 is generated), as AXI requires. The first beat of a burst takes the burst's length from the head of
 its FIFO (and pops it), the other beats are counted in registers; W beats leave through an output
 register with a spare entry, so no logic waits for WREADY. Buffer rows are requested in order, up
@@ -132,7 +133,7 @@ move output registers that have a spare entry; the R channel is registered on en
 realigner's RREADY is one LUT level from registers); the generator's credits are registers.
 """
 
-from amaranth.hdl import C, Cat, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -621,11 +622,33 @@ class WritePacker(wiring.Component):
         rows = _RowTracker(m, start=self.start, step=advance, offset=self.offset,
                            stride=self.stride, row_bytes=self.row_bytes, beat_bytes=beat_bytes,
                            max_beats=slots, name="row")
-        # The rest of the row, current slot in the low bits, and the slot sent in the previous
-        # beat: data, qualified by ``full`` (not reset).
-        shifter = Signal(slots * width, reset_less=True)
+        # Rows wait in two row buffers, each loaded only while it is empty: its enable is the
+        # incoming ``valid`` and two flip-flops, and ``row.ready`` is a flip-flop's value, so
+        # neither waits for the beat logic (a single buffer refilled in the cycle of its row's
+        # last beat, or a shifting register, put that logic in front of hundreds of enables).
+        # The beats are cut from ``current`` (the slot being sent) and ``previous`` (the slot
+        # sent before it), two bus-wide registers loaded from the buffers.
+        row_bits = len(self.row.payload.as_value())
+        buffers = [Signal(row_bits, name=f"row_buffer{i}", reset_less=True) for i in range(2)]
+        buffer_full = [Signal(name=f"row_buffer{i}_full") for i in range(2)]
+        fill = Signal()                     # the buffer the next row goes into
+        send = Signal()                     # the buffer of the row being sent
+        current = Signal(width, reset_less=True)    # qualified by ``current_valid``
+        current_valid = Signal()
+        following = Signal(range(slots + 1))    # slot of the row in ``send`` after ``current``
         previous = Signal(width, reset_less=True)
-        full = Signal()                     # the shifter holds a row
+
+        def slot_words(value):
+            # The row's slots, then padding: the slot after a row's last byte is part of the
+            # last beat's pair (its lanes are never strobed).
+            padded = Cat(value, C(0, slots * width - row_bits))
+            return [padded.word_select(i, width) for i in range(slots)]
+        words = [slot_words(buffer) for buffer in buffers]
+        sending_words = [Mux(send, w1, w0) for w0, w1 in zip(*words)]
+        send_full = Mux(send, buffer_full[1], buffer_full[0])
+        other_full = Mux(send, buffer_full[0], buffer_full[1])
+        other_first = Mux(send, words[0][0], words[1][0])
+        fill_full = Mux(fill, buffer_full[1], buffer_full[0])
 
         # Burst lengths: after the first beat of a burst (from the head of `burst_len`), `rest`
         # and `rest_last` count the others.
@@ -637,8 +660,8 @@ class WritePacker(wiring.Component):
         beat = Signal(WriteBeat(width))
         spare_valid = Signal()
         m.d.comb += [
-            advance.eq(full & ~spare_valid & (in_burst | self.burst_len.valid)),
-            self.row.ready.eq(~full | (advance & rows.last)),
+            advance.eq(current_valid & ~spare_valid & (in_burst | self.burst_len.valid)),
+            self.row.ready.eq(~fill_full),
             self.burst_len.ready.eq(advance & ~in_burst),
             self.pending.eq(in_burst),
         ]
@@ -655,7 +678,6 @@ class WritePacker(wiring.Component):
         # Lane l of the beat is row byte beat*B + l - offset: the window of (previous, current)
         # that starts `B - offset` bytes into the pair. With the lanes in reverse order it starts
         # `offset` bytes into the pair (no subtraction before the multiplexers).
-        current = shifter[:width]
         window = Signal(width)
 
         def reverse(value):
@@ -674,22 +696,30 @@ class WritePacker(wiring.Component):
             beat.row_last.eq(rows.last),
         ]
 
-        with m.If(self.start):
-            m.d.sync += full.eq(0)
-        with m.Elif(advance):
-            # The top slot keeps its value (never used again): shifting in zeros would be
-            # mapped onto the flip-flops' synchronous reset, with this enable's logic in front.
-            m.d.sync += [previous.eq(current), shifter.eq(Cat(shifter[width:], shifter[-width:]))]
+        with m.If(advance):
+            m.d.sync += previous.eq(current)
             with m.If(rows.last):
-                m.d.sync += full.eq(0)
+                # The row is sent: its buffer is free; the next row's first slot follows.
+                with m.If(send):
+                    m.d.sync += buffer_full[1].eq(0)
+                with m.Else():
+                    m.d.sync += buffer_full[0].eq(0)
+                m.d.sync += [send.eq(~send), current.eq(other_first),
+                             current_valid.eq(other_full), following.eq(1)]
+            with m.Else():
+                m.d.sync += [current.eq(Array(sending_words)[following]),
+                             following.eq(following + 1)]
+        with m.Elif(~current_valid & send_full):
+            m.d.sync += [current.eq(sending_words[0]), current_valid.eq(1), following.eq(1)]
+        with m.If(self.start):
+            m.d.sync += [buffer_full[0].eq(0), buffer_full[1].eq(0), current_valid.eq(0),
+                         send.eq(fill)]
         with m.If(self.row.valid & self.row.ready):
-            # The slot bits above the row keep their value (never sent): zero-extending the row
-            # would again be mapped onto the flip-flops' LSR (routed 12 x 12 at c273202: the
-            # critical path, 15.0 ns into that LSR).
-            # (The shifter has a slot more than the longest row, so there always are such bits.)
-            pad = len(shifter) - len(self.row.payload.as_value())
-            m.d.sync += [shifter.eq(Cat(self.row.payload.as_value(), shifter[-pad:])),
-                         full.eq(1)]
+            m.d.sync += fill.eq(~fill)
+            for i in range(2):
+                with m.If(fill == i):
+                    m.d.sync += [buffers[i].eq(self.row.payload.as_value()),
+                                 buffer_full[i].eq(1)]
 
         m.d.comb += spare_valid.eq(_output_register(m, self.w, advance, beat, "w"))
         m.d.comb += self.sending.eq(self.w.valid | spare_valid)
