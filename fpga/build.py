@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .boards import BOARDS, BoardTop, board as get_board
 from .floorplan import yosys_commands
-from .synth import HIDE_ELEMENT_ALIASES, summarize
+from .synth import AFTER_READ, summarize
 
 __all__ = ["BuildError", "TimingError", "build", "add_build_parser", "cmd_build", "TOOLS",
            "DEVICE_CELLS", "FLOORPLAN_CHOICES"]
@@ -162,7 +162,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                          f"{floorplan!r}")
     dsp_plan = spec.floorplan(config, top.multiplier, floorplan)
     overrides = {
-        "script_after_read": HIDE_ELEMENT_ALIASES,
+        "script_after_read": AFTER_READ,
         "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
                                          *yosys_commands(dsp_plan)]),
         "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2",

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["SynthesisError", "FAMILIES", "yosys_command", "summarize", "synth_stats",
+from tessera.rtl.util import REPLICA
+
+__all__ = ["SynthesisError", "FAMILIES", "AFTER_READ", "yosys_command", "summarize", "synth_stats",
            "synth_verilog_cells"]
 
 class SynthesisError(RuntimeError):
@@ -70,6 +72,15 @@ FAMILIES = {
 #: The aliases are only for waveform viewing, so hiding them changes nothing else.
 HIDE_ELEMENT_ALIASES = "rename -hide w:*[* x:* %d"
 
+#: Yosys command that marks the flip-flops driving the wires named ``*_replica*``
+#: (:func:`tessera.rtl.util.replicate`) ``keep``: copies of one register that the gateware makes on
+#: purpose, one per group of loads, which Yosys would otherwise merge back into one (``keep`` on the
+#: wire alone does not stop that). Run after reading the design, before synthesis.
+KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %ci1 t:$dff %i"
+
+#: What the flows run after reading the design.
+AFTER_READ = f"{HIDE_ELEMENT_ALIASES}; {KEEP_REPLICAS}"
+
 
 def summarize(cells, family):
     """Add up ``cells`` (type -> count) into the summary keys of ``family``."""
@@ -99,7 +110,7 @@ def synth_stats(design, *, name="top", family="ecp5", workdir=None):
 
 
 def _run_yosys(work, read, family, top):
-    script = (f"{read}; {HIDE_ELEMENT_ALIASES}; {FAMILIES[family]['synth']} -top {top}; "
+    script = (f"{read}; {AFTER_READ}; {FAMILIES[family]['synth']} -top {top}; "
               f"tee -q -o stats.json stat -json")
     proc = subprocess.run([yosys_command(), "-q", "-l", "yosys.log", "-p", script],
                           cwd=work, capture_output=True, text=True)

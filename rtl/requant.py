@@ -20,15 +20,17 @@ these :data:`STAGES`-stage pipelines has one 32 x 32-bit signed multiplier, buil
   row register (S0) and comes out ``latency`` = ``STAGES + 1`` (13) cycles after its
   ``i_valid``; ``beats`` = 1.
 * ``units < lanes``: the pipelines are time-shared. A row takes ``beats = ceil(lanes / units)``
-  cycles: on ``i_valid`` the row (and nothing else) is latched into a row register; in the
-  ``j``-th cycle after it, lanes ``j*units .. j*units + units - 1`` (slice ``j``; the last slice
-  may be partial) enter the pipelines from that register, which shifts down by ``units`` lanes
-  every cycle, with their multipliers and shifts from a registered multiplexer (nothing but
-  registers in front of S1, so the S1 path is as short as with ``units == lanes``). Results of
-  slices ``0 .. beats-2`` are collected in an output row register; ``o_valid`` is high for one
-  cycle, with the whole row on ``o_data``, when the last slice leaves the last stage:
-  ``latency`` = ``beats + STAGES`` cycles after ``i_valid``. ``i_valid`` must be at least
-  ``beats`` cycles apart.
+  cycles. The input is registered first, per unit (``i_valid`` and the output parameters as one
+  replica per unit, the unit's lanes and their parameters as plain registers: on a large array
+  the units sit far apart, so nothing a unit loads is shared with another unit). A cycle after
+  ``i_valid`` each unit latches its lanes of the row into a row register; in the ``j``-th cycle
+  after that, lane ``j*units + u`` (slice ``j``; the last slice may be partial) enters pipeline
+  ``u`` from that register, which shifts down by one lane every cycle, with its multiplier and
+  shift from a registered multiplexer (nothing but registers in front of S1, so the S1 path is as
+  short as with ``units == lanes``). Results of slices ``0 .. beats-2`` are collected in an
+  output row register; ``o_valid`` is high for one cycle, with the whole row on ``o_data``, when
+  the last slice leaves the last stage: ``latency`` = ``beats + STAGES + 1`` cycles after
+  ``i_valid``. ``i_valid`` must be at least ``beats`` cycles apart.
 
 A fixed-latency pipeline without back-pressure: the store path reserves room for every row it
 puts in, and takes rows at most every ``beats`` cycles (see rtl/top.py). The parameters must be
@@ -43,7 +45,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiplier import mult18x18d, resolve_primitive
-from .util import check_dimension, delay
+from .util import check_dimension, delay, replicate
 
 __all__ = ["SHIFT", "STAGES", "Requantizer", "check_units"]
 
@@ -156,8 +158,8 @@ class Requantizer(wiring.Component):
     ``o_data`` (lanes x int8), ``latency`` cycles after the input.
 
     Attributes: ``units``; ``beats`` = ``ceil(lanes / units)``, the fewest cycles between two
-    ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES + beats``. ``o_valid``
-    pulses once per row.
+    ``i_valid`` pulses (1: a row every cycle); ``latency`` = ``STAGES + beats``, plus one when
+    ``beats`` > 1. ``o_valid`` pulses once per row.
 
     ``primitive``: how the partial products are built: ``"ecp5"``, MULT18X18D instances with
     their input and output registers (simulation needs ``tb/models/MULT18X18D.v``);
@@ -175,8 +177,9 @@ class Requantizer(wiring.Component):
         self.lanes = check_dimension("lanes", lanes)
         self.units = check_units(units, lanes=lanes)
         self.beats = -(-lanes // self.units)
-        # One cycle in the row register, then one per slice after the first.
-        self.latency = STAGES + self.beats
+        # One cycle in the row register, then one per slice after the first; time-shared
+        # units have an input register in front of it.
+        self.latency = STAGES + self.beats + (self.beats > 1)
         super().__init__({
             "i_valid":    In(1),
             "i_data":     In(data.ArrayLayout(signed(32), lanes)),
@@ -209,36 +212,55 @@ class Requantizer(wiring.Component):
 
         lanes, units, beats = self.lanes, self.units, self.beats
 
-        # Which slice enters the pipelines next, one-hot (bit j: slice j): slice 0 with i_valid,
-        # then slices 1 .. beats-1 in the following cycles; zero when idle.
-        phase = Signal(beats)
-        select = Signal(beats)
-        m.d.comb += select.eq(Mux(self.i_valid, 1, phase))
-        m.d.sync += phase.eq(Mux(self.i_valid, 0b10, phase << 1))   # bit beats-1 shifts out
+        # S0a: the input, registered per unit. On a large array the units' multipliers sit far
+        # apart (the ULX3S floorplan puts them on different DSP rows), so each unit has its own
+        # registers: ``valid`` and the output parameters as replicas (one per unit), the row's
+        # lanes and the per-lane parameters it uses as plain registers (the parameters are
+        # stable while rows are in flight; their copies are a cycle late, which the latency
+        # covers). No register of a unit then loads from a signal shared with the other units.
+        valids = replicate(m, self.i_valid, units, "in_valid")
+        outputs = {name: replicate(m, getattr(self, name), units, name, reset_less=True)
+                   for name in ("zero_point", "act_min", "act_max")}
 
-        # S0 (registers only). The row register: loaded on i_valid, then shifted down by `units`
-        # lanes every cycle, so that slice j is in its lanes 0 .. units-1 in the j-th cycle after
-        # the load.
-        row = Signal(data.ArrayLayout(signed(32), lanes), reset_less=True)
-        for i in range(lanes):
-            following = row[i + units] if i + units < lanes else 0
-            m.d.sync += row[i].eq(Mux(self.i_valid, self.i_data[i], following))
-        # The slice's multipliers and shifts (a registered AND-OR multiplexer on the one-hot
-        # select), and which slice is in S0 (one-hot; zero: none).
-        tag = Signal(beats)
-        m.d.sync += tag.eq(select)
+        # Slice j enters the pipelines in the j-th cycle after the row's ``valid`` copy.
+        tags = []
         outs = []
         for u in range(units):
+            valid = valids[u]
+            unit_lanes = [j * units + u for j in range(beats) if j * units + u < lanes]
+            data_in = [Signal(signed(32), name=f"data_in_{l}", reset_less=True)
+                       for l in unit_lanes]
+            mults = [Signal(signed(32), name=f"mult_in_{l}", reset_less=True)
+                     for l in unit_lanes]
+            shifts = [Signal(SHIFT, name=f"shift_in_{l}", reset_less=True) for l in unit_lanes]
+            for l, d, mu, sh in zip(unit_lanes, data_in, mults, shifts):
+                m.d.sync += [d.eq(self.i_data[l]), mu.eq(self.multiplier[l]),
+                             sh.eq(self.shift[l])]
+            # Which slice enters next, one-hot (bit j: slice j); zero when idle.
+            phase = Signal(beats, name=f"phase_{u}")
+            select = Signal(beats, name=f"select_{u}")
+            m.d.comb += select.eq(Mux(valid, 1, phase))
+            m.d.sync += phase.eq(Mux(valid, 0b10, phase << 1))   # bit beats-1 shifts out
+            # S0b (registers only): the unit's lanes of the row, loaded with ``valid`` and then
+            # shifted down a lane every cycle, so slice j's lane is in ``row[0]`` in the j-th
+            # cycle after the load; the slice's multiplier and shift from a registered AND-OR
+            # multiplexer on the one-hot select.
+            row = [Signal(signed(32), name=f"row_{l}", reset_less=True) for l in unit_lanes]
+            for k in range(len(row)):
+                following = row[k + 1] if k + 1 < len(row) else 0
+                m.d.sync += row[k].eq(Mux(valid, data_in[k], following))
             mult0 = Signal(signed(32), name=f"mult0_{u}", reset_less=True)
             shift0 = Signal(SHIFT, name=f"shift0_{u}", reset_less=True)
-            slices = [j for j in range(beats) if j * units + u < lanes]
             m.d.sync += [
-                mult0.eq(reduce(or_, (Mux(select[j], self.multiplier[j * units + u], 0)
-                                      for j in slices))),
-                shift0.eq(reduce(or_, (Mux(select[j], self.shift[j * units + u], 0)
-                                       for j in slices))),
+                mult0.eq(reduce(or_, (Mux(select[j], mults[j], 0) for j in range(len(row))))),
+                shift0.eq(reduce(or_, (Mux(select[j], shifts[j], 0) for j in range(len(row))))),
             ]
-            outs.append(self._pipeline(m, row[u], mult0, shift0, u, dsp))
+            if u == 0:
+                # Which slice is in S0b (one-hot; zero: none): unit 0 has every slice.
+                tag = Signal(beats)
+                m.d.sync += tag.eq(select)
+            outs.append(_lane_pipeline(m, row[0], mult0, shift0, outputs["zero_point"][u],
+                                       outputs["act_min"][u], outputs["act_max"][u], u, dsp))
 
         # Slice j leaves the last stage when its tag bit does: slices 0 .. beats-2 are collected, the last
         # one completes the row.

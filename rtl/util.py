@@ -1,8 +1,12 @@
-"""Small elaboration helpers shared by the gateware: parameter checks and delay lines."""
+"""Small elaboration helpers shared by the gateware: parameter checks, delay lines and register
+replicas."""
 
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["check_dimension", "delay", "zero_unless"]
+__all__ = ["REPLICA", "check_dimension", "delay", "replicate", "zero_unless"]
+
+#: Name infix of the registers made by :func:`replicate` (the FPGA build selects them by it).
+REPLICA = "_replica"
 
 
 def check_dimension(name, value, *, maximum=256):
@@ -31,3 +35,17 @@ def delay(m, value, cycles, name, *, reset_less=False):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def replicate(m, value, copies, name, *, reset_less=False):
+    """Return ``copies`` registers that all take ``value`` (a cycle later), named
+    ``{name}_replica{i}``: copies of a signal with many loads spread over the die, one copy per
+    group of loads, so that the placer can put each copy beside its group and no net crosses the
+    die with hundreds of loads. Synthesis would merge identical flip-flops back into one; the FPGA
+    build marks these ``keep`` (``tessera.fpga.synth.KEEP_REPLICAS``)."""
+    regs = []
+    for i in range(copies):
+        reg = Signal(value.shape(), name=f"{name}{REPLICA}{i}", reset_less=reset_less)
+        m.d.sync += reg.eq(value)
+        regs.append(reg)
+    return regs
