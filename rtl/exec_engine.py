@@ -24,8 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import Accumulator, AccumulatorRow, WriteMode
 from .engine import INDEX, EngineControl, QueueEntry, attach_queue
-from .scratchpad import ScratchpadRow
+from .scratchpad import Scratchpad, ScratchpadRow
 from .tensor_core import TensorCore
+from .util import delay
 
 __all__ = ["ExecEngine"]
 
@@ -62,62 +63,68 @@ class _RowReader:
     """Reads scratchpad rows ``base + i`` (i <= final_index) into a valid/ready stream, one per
     cycle.
 
-    Two stages hold the rows read: the read port's data register (block RAM output; it holds
-    while ``en`` is low), then ``data``, a register in logic that is the stream's payload. So the
-    block RAM's slow clock-to-out ends at a flip-flop next to it, not in front of the tensor
-    core's skew registers and DSP inputs. ``valid`` says ``data`` holds a row not yet taken;
-    a row moves from the RAM register into ``data`` when ``data`` is free or being taken, and a
-    read is issued when the RAM register is free or being moved, so rows stream at one per cycle
-    (one cycle later than from the RAM register). The job carries the index of its last row
-    (rows - 1, computed when the job is issued), so finding the job's end is one comparison.
+    The scratchpad reads with a fixed latency and no enable (``latency`` cycles from an address
+    to its row on ``port.data``). A row asked for goes, ``latency`` cycles later, into a small
+    FIFO whose output register is the stream (``valid``, ``data``, ``last``). A row is asked for
+    only while the FIFO is sure to have room for it: ``in_use`` counts the rows asked for and not
+    yet taken from the stream, and ``full`` (a register) says it reached the FIFO's depth. So the
+    decision to read (``issue``) is one gate on two flip-flops (the job FIFO's ``valid`` and
+    ``full``) and waits for nothing downstream: the tensor core's ``ready`` only pops the FIFO.
+    The job carries the index of its last row (rows - 1, computed when the job is issued), so
+    finding the job's end is one comparison.
     """
-    def __init__(self, m, name, port, job_valid, base, final_index, out_ready, width):
+    def __init__(self, m, name, port, job_valid, base, final_index, out_ready, width, latency):
+        # Room for every row in flight at full rate: the read latency, the FIFO's cycle from
+        # write to output, the cycle the credit takes to come back, and one spare.
+        depth = latency + 3
+        fifo = SyncFIFOBuffered(width=width + 1, depth=depth)
+        m.submodules[f"{name}_rows"] = fifo
         self.index = Signal(ROW, name=f"{name}_index")
-        self.valid = Signal(name=f"{name}_valid")
-        self.last = Signal(name=f"{name}_last")
-        self.data = Signal(width, name=f"{name}_data", reset_less=True)
         self.done_job = Signal(name=f"{name}_done_job")   # the job's last row is read this cycle
-        ram_valid = Signal(name=f"{name}_ram_valid")     # the RAM register holds a row
-        ram_last = Signal(name=f"{name}_ram_last")
-        move = Signal(name=f"{name}_move")
         issue = Signal(name=f"{name}_issue")
+        in_use = Signal(range(depth + 1), name=f"{name}_in_use")
+        in_use_next = Signal.like(in_use, name=f"{name}_in_use_next")
+        full = Signal(name=f"{name}_full")
         final = self.index == final_index
         m.d.comb += [
-            move.eq(ram_valid & (~self.valid | out_ready)),
-            issue.eq((~ram_valid | move) & job_valid),
+            issue.eq(job_valid & ~full),
             port.addr.eq(_row_address(m, name, base, issue, final, len(port.addr))),
-            port.en.eq(issue),
             self.done_job.eq(issue & final),
+            in_use_next.eq(in_use + issue - (fifo.r_rdy & out_ready)),
         ]
+        m.d.sync += [in_use.eq(in_use_next), full.eq(in_use_next == depth)]
         with m.If(issue):
-            m.d.sync += [ram_valid.eq(1), ram_last.eq(final),
-                         self.index.eq(Mux(final, 0, self.index + 1))]
-        with m.Elif(move):
-            m.d.sync += ram_valid.eq(0)
-        with m.If(move):
-            m.d.sync += [self.valid.eq(1), self.last.eq(ram_last),
-                         self.data.eq(port.data.as_value()[:width])]
-        with m.Elif(out_ready):
-            m.d.sync += self.valid.eq(0)
+            m.d.sync += self.index.eq(Mux(final, 0, self.index + 1))
+        arrives = delay(m, issue, latency, f"{name}_arrives")
+        arrives_last = delay(m, final, latency, f"{name}_arrives_last", reset_less=True)
+        m.d.comb += [
+            fifo.w_en.eq(arrives),
+            fifo.w_data.eq(Cat(port.data.as_value()[:width], arrives_last)),
+            fifo.r_en.eq(out_ready),
+        ]
+        self.valid = fifo.r_rdy
+        self.data = fifo.r_data[:width]
+        self.last = fifo.r_data[width]
 
 
 class ExecEngine(wiring.Component):
     """Ports: ``queue``, ``control`` (EngineControl), scratchpad read ports ``act_read`` (A) and
-    ``wgt_read`` (B) (addr/en out, data in, latency 1), accumulator write port ``acc_write``
+    ``wgt_read`` (B) (addr out, data in, ``read_latency`` cycles later), accumulator write port ``acc_write``
     (addr/data/mode/en out) with ``acc_write_ready`` in (the port is shared with the DMA), and
     ``mac_active`` out (an activation row entered the array this cycle)."""
     def __init__(self, *, rows, cols, lanes, scratchpad_addr_width, accumulator_addr_width,
-                 multiplier="auto"):
+                 multiplier="auto", read_latency=Scratchpad.read_latency):
         self.rows, self.cols, self.lanes = rows, cols, lanes
+        self.read_latency = read_latency
         self.core = TensorCore(rows=rows, cols=cols, multiplier=multiplier)
         row = ScratchpadRow(lanes)
         super().__init__({
             "queue":           In(stream.Signature(QueueEntry())),
             "control":         Out(EngineControl()),
             "act_read":        Out(wiring.Signature({"addr": Out(scratchpad_addr_width),
-                                                     "en": Out(1), "data": In(row)})),
+                                                     "data": In(row)})),
             "wgt_read":        Out(wiring.Signature({"addr": Out(scratchpad_addr_width),
-                                                     "en": Out(1), "data": In(row)})),
+                                                     "data": In(row)})),
             "acc_write":       Out(wiring.Signature({
                 "addr": Out(accumulator_addr_width), "data": Out(AccumulatorRow(lanes)),
                 "mode": Out(WriteMode), "en": Out(1)})),
@@ -188,7 +195,7 @@ class ExecEngine(wiring.Component):
 
         # --- weights: R rows of the scratchpad, first `cols` lanes --------------------------------
         wgt = _RowReader(m, "wgt", self.wgt_read, wgt_fifo.r_rdy, wgt_job.row, self.rows - 1,
-                         core.weights.ready, 8 * self.cols)
+                         core.weights.ready, 8 * self.cols, self.read_latency)
         m.d.comb += [
             wgt_fifo.r_en.eq(wgt.done_job),
             core.weights.valid.eq(wgt.valid),
@@ -197,7 +204,7 @@ class ExecEngine(wiring.Component):
 
         # --- activations: `rows` rows, first R lanes, `last` on the job's last row --------------
         act = _RowReader(m, "act", self.act_read, act_fifo.r_rdy, act_job.row, act_job.final,
-                         core.activations.ready, 8 * self.rows)
+                         core.activations.ready, 8 * self.rows, self.read_latency)
         m.d.comb += [
             act_fifo.r_en.eq(act.done_job),
             core.activations.valid.eq(act.valid),

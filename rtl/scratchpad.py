@@ -2,47 +2,51 @@
 
 One row is ``lanes`` int8 values, the vector the array consumes per cycle. The buffer is a simple
 dual-port RAM built on ``amaranth.lib.memory.Memory``, so synthesis infers block RAM (ECP5 DP16KD in
-pseudo-dual-port mode, iCE40 EBR) instead of flip-flops::
+pseudo-dual-port mode, iCE40 EBR) instead of flip-flops. It is split into *groups* of lanes, each
+its own memory with its own copies of the address registers, so that no register drives the
+address or enable inputs of every block RAM of the buffer across the die::
 
-                 ┌───────────────────────────────┐
-    write.addr ─►│                               │
-    write.data ─►│  Memory: depth x lanes x int8 │
-    write.en   ─►│                               │
-                 │        (one write port,       │─► read.data   (valid the cycle after read.en)
-    read.addr  ─►│         two read ports)       │
-    read.en    ─►│                               │─► read_b.data
-  read_b.addr  ─►│                               │
-  read_b.en    ─►│                               │
-                 └───────────────────────────────┘
+                       IN          GROUP (one copy per lane group)   RAM            OUT
+    write addr/en  ─► [reg] ──┬─► [addr, en replica] ─┐
+    write data     ─► [reg] ──┼─► [group's lanes]     ├─► Memory (group g) ─┐
+    read addr      ─► [reg] ──┼─► [addr replica] ─────┤   one write port,   ├─► [reg] ─► read.data
+    read_b addr    ─► [reg] ──┴─► [addr replica] ─────┘   two read ports    └─► [reg] ─► read_b.data
+
+A group is as many lanes as one block RAM holds side by side at this depth (16 Kbit: one lane for
+depth 2048 or more, four for 512 or less; see :func:`group_lanes`). The block RAMs read in every
+cycle (their read ports have no enable: an enable would be one more net to every block RAM), so a
+port has no ``en``: ``read.data`` is the row at ``read.addr`` of ``read_latency`` (4) cycles
+earlier, and readers keep track of which cycles they asked for.
 
 ``read`` and ``read_b`` are identical, independent read ports: the tensor core's activation stream
 uses one and its weight stream the other, so the next weight tile is read while activations stream.
 A second read port costs a second copy of the block RAM; Yosys removes it when ``read_b`` is unused.
 
-Timing::
+Timing (every request passes the same registers, so the ports see each other as if there were
+none)::
 
-    cycle        t                 t+1
-    write        addr, data, en    row stored (visible to reads issued from t on)
-    read         addr, en          data = row including a write in cycle t
+    cycle        t                 t+1 .. t+3        t+4
+    write        addr, data, en    (registers)       row stored (visible to reads issued from t on)
+    read         addr              (registers)       data = row including a write issued in cycle t
 
-A read and a write of the same row in the same cycle return the *new* contents: the read port is
-transparent. ECP5 block RAM leaves such a collision undefined, so Yosys adds a bypass either way
-(``8 * lanes + 1`` flip-flops, independent of ``depth``); write-through is the cheaper of the two
-and the more useful. ``read.data`` holds its value while ``read.en`` is low. Addresses at or above
-``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
+A read and a write of the same row in the same cycle return the *new* contents: the read ports are
+transparent. ECP5 block RAM leaves such a collision undefined, so Yosys adds a bypass either way;
+write-through is the cheaper of the two and the more useful. Addresses at or above ``depth`` are
+not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
 
 Both ports take one row per cycle and never stall. Software (the compiler) double-buffers by
 address, so the DMA fills one half while the tensor core reads the other.
 """
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .util import check_dimension
+from .util import check_dimension, replicate
 
-__all__ = ["LANE", "ScratchpadRow", "WriteSignature", "ReadSignature", "Scratchpad"]
+__all__ = ["LANE", "ScratchpadRow", "WriteSignature", "ReadSignature", "Scratchpad",
+           "group_lanes"]
 
 #: Shape of one scratchpad lane.
 LANE = signed(8)
@@ -70,22 +74,25 @@ class WriteSignature(wiring.Signature):
 
 
 class ReadSignature(wiring.Signature):
-    """A buffer read port, from the reader's side: ``addr`` and ``en`` out, ``data`` in.
-
-    ``data`` is valid in the cycle after the one in which ``en`` was high.
-    """
+    """A buffer read port, from the reader's side: ``addr`` out, ``data`` in (``data`` is the row
+    at the ``addr`` of ``read_latency`` cycles earlier)."""
     def __init__(self, *, addr_width, shape):
         self.addr_width = addr_width
         self.shape = shape
         super().__init__({
             "addr": Out(addr_width),
-            "en":   Out(1),
             "data": In(shape),
         })
 
 
+def group_lanes(depth):
+    """Lanes per memory of a scratchpad of ``depth`` rows: as many 8-bit lanes as one 16 Kbit
+    block RAM holds side by side at that depth (at most 36 bits wide), at least one."""
+    return max(1, min(36, (1 << 14) // depth) // 8)
+
+
 class Scratchpad(wiring.Component):
-    """``depth`` rows of ``lanes`` int8 lanes; one write port and one read port (latency 1).
+    """``depth`` rows of ``lanes`` int8 lanes; one write port and two read ports (latency 4).
 
     Parameters
     ----------
@@ -97,17 +104,22 @@ class Scratchpad(wiring.Component):
     Attributes
     ----------
     read_latency : int
-        Cycles from ``read.en`` to valid ``read.data`` (1).
+        Cycles from ``read.addr`` to its row in ``read.data`` (4).
     row_bytes : int
         Bytes per row (``lanes``).
+    groups : list of range
+        The lanes of each memory (see :func:`group_lanes`).
     """
-    read_latency = 1
+    read_latency = 4
 
     def __init__(self, *, lanes=8, depth=512):
         self.lanes = check_dimension("lanes", lanes)
         self.depth = check_dimension("depth", depth, maximum=MAX_DEPTH)
         self.row_bytes = lanes
         self.addr_width = max(1, (depth - 1).bit_length())
+        per_group = group_lanes(depth)
+        self.groups = [range(first, min(first + per_group, lanes))
+                       for first in range(0, lanes, per_group)]
         row = ScratchpadRow(lanes)
         super().__init__({
             "write": In(WriteSignature(addr_width=self.addr_width, shape=row)),
@@ -117,20 +129,46 @@ class Scratchpad(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.memory = memory = Memory(shape=ScratchpadRow(self.lanes), depth=self.depth,
-                                              init=[])
-        wr = memory.write_port()
-        rd = memory.read_port(transparent_for=(wr,))
-        rd_b = memory.read_port(transparent_for=(wr,))
-        m.d.comb += [
-            rd_b.addr.eq(self.read_b.addr),
-            rd_b.en.eq(self.read_b.en),
-            self.read_b.data.eq(rd_b.data),
-            wr.addr.eq(self.write.addr),
-            wr.data.eq(self.write.data),
-            wr.en.eq(self.write.en),
-            rd.addr.eq(self.read.addr),
-            rd.en.eq(self.read.en),
-            self.read.data.eq(rd.data),
-        ]
+        aw = self.addr_width
+        copies = len(self.groups)
+
+        # IN: every input registered once (the block RAMs are far from the writer and readers).
+        # Data registers are not reset; the write enable is.
+        w_en = Signal()
+        w_addr = Signal(aw, reset_less=True)
+        w_data = Signal(8 * self.lanes, reset_less=True)
+        r_addr = Signal(aw, reset_less=True)
+        rb_addr = Signal(aw, reset_less=True)
+        m.d.sync += [w_en.eq(self.write.en), w_addr.eq(self.write.addr),
+                     w_data.eq(self.write.data.as_value()), r_addr.eq(self.read.addr),
+                     rb_addr.eq(self.read_b.addr)]
+
+        # GROUP: each memory's address and enable inputs from its own register copy.
+        g_w_en = replicate(m, w_en, copies, "write_en")
+        g_w_addr = replicate(m, w_addr, copies, "write_addr", reset_less=True)
+        g_r_addr = replicate(m, r_addr, copies, "read_addr", reset_less=True)
+        g_rb_addr = replicate(m, rb_addr, copies, "read_b_addr", reset_less=True)
+
+        read_data, read_b_data = [], []
+        for g, lanes in enumerate(self.groups):
+            width = 8 * len(lanes)
+            g_data = Signal(width, name=f"write_data_{g}", reset_less=True)
+            m.d.sync += g_data.eq(w_data[8 * lanes.start:8 * lanes.stop])
+            memory = Memory(shape=width, depth=self.depth, init=[])
+            m.submodules[f"memory_{g}"] = memory
+            wr = memory.write_port()
+            rd = memory.read_port(transparent_for=(wr,))
+            rd_b = memory.read_port(transparent_for=(wr,))
+            m.d.comb += [
+                wr.addr.eq(g_w_addr[g]), wr.data.eq(g_data), wr.en.eq(g_w_en[g]),
+                rd.addr.eq(g_r_addr[g]), rd.en.eq(1),
+                rd_b.addr.eq(g_rb_addr[g]), rd_b.en.eq(1),
+            ]
+            # OUT: the block RAM's slow clock-to-out ends at a flip-flop beside it.
+            for port, outputs, name in ((rd, read_data, "read"), (rd_b, read_b_data, "read_b")):
+                out = Signal(width, name=f"{name}_data_{g}", reset_less=True)
+                m.d.sync += out.eq(port.data)
+                outputs.append(out)
+        m.d.comb += [self.read.data.eq(Cat(*read_data)),
+                     self.read_b.data.eq(Cat(*read_b_data))]
         return m

@@ -135,7 +135,8 @@ class Tessera(wiring.Component):
         self.exec_engine = ExecEngine(rows=rows, cols=cols, lanes=lanes,
                                       scratchpad_addr_width=self.scratchpad.addr_width,
                                       accumulator_addr_width=self.accumulator.addr_width,
-                                      multiplier=multiplier)
+                                      multiplier=multiplier,
+                                      read_latency=self.scratchpad.read_latency)
         self.store_engine = StoreEngine(lanes=lanes,
                                         accumulator_addr_width=self.accumulator.addr_width)
         self.requant_units = check_units(requant_units, lanes=lanes, name="requant_units")
@@ -415,10 +416,8 @@ class Tessera(wiring.Component):
         m.d.comb += [
             to_spad.eq(req.payload.buffer == Buffer.SCRATCHPAD),
             spad.read.addr.eq(Mux(take & to_spad, req.payload.row, exe.act_read.addr)),
-            spad.read.en.eq((take & to_spad) | exe.act_read.en),
             exe.act_read.data.eq(spad.read.data),
             spad.read_b.addr.eq(exe.wgt_read.addr),
-            spad.read_b.en.eq(exe.wgt_read.en),
             exe.wgt_read.data.eq(spad.read_b.data),
         ]
 
@@ -445,7 +444,7 @@ class Tessera(wiring.Component):
         # the read latency, the requantizer's latency, the FIFO's input register, its cycle
         # from write to output, the cycle the credit takes to come back and one spare, and rows
         # come every beats cycles.
-        in_flight = -(-(acc.read_latency + rq.latency + 4) // rq.beats)
+        in_flight = -(-(max(acc.read_latency, spad.read_latency) + rq.latency + 4) // rq.beats)
         assert READ_SLOTS >= in_flight, \
             f"READ_SLOTS = {READ_SLOTS} credits do not cover the {in_flight} rows in flight"
         # Unbuffered (its storage's read data goes straight to the register slice below): a
