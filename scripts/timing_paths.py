@@ -22,6 +22,9 @@ instead of the model's: run nextpnr on the build's netlist with ``--report route
 register input; nextpnr's log shows only the one critical path). The paths printed are still
 the model's (the routed report has no per-path detail), traced from the same endpoints.
 
+``--match REGEX`` keeps only the endpoint groups whose name matches (e.g. the groups of one
+block, with their paths).
+
 ``--fanout N`` lists the N nets with the most loads instead (the model has no fan-out term; on
 a 12 x 12 netlist the resets and the lane-wide enables reach hundreds to thousands of inputs).
 """
@@ -238,6 +241,8 @@ def main():
     parser.add_argument("--routed", metavar="REPORT",
                         help="rank by the routed arrival times of this nextpnr JSON report "
                              "(--detailed-timing-report) of the same netlist")
+    parser.add_argument("--match", metavar="REGEX",
+                        help="only the endpoint groups whose name matches (re.search)")
     parser.add_argument("--fanout", type=int, metavar="N",
                         help="instead: list the N nets with the most loads, and their kinds")
     args = parser.parse_args()
@@ -266,6 +271,8 @@ def main():
     print(f"{len(endpoints)} endpoints, {total} {what} above {args.period} ns "
           f"in {len(failing)} groups")
     ranked = sorted(worst.items(), key=lambda kv: -kv[1][0])
+    if args.match:
+        ranked = [item for item in ranked if re.search(args.match, item[0])]
     for i, (g, (t, cname, port, bit)) in enumerate(ranked[:args.top]):
         print(f"{t:6.2f} ns  {failing[g]:5d} over  {g} ({port})")
     for g, (t, cname, port, bit) in ranked[:args.paths]:
