@@ -5,15 +5,16 @@ stores the row (first K tile, or a bias row loaded by the DMA), ACCUMULATE adds 
 the row already there (later K tiles), wrapping in two's complement exactly like
 ``tessera.sim.golden.wrap_int32``. The store path reads rows back through the read port.
 
-The storage is one ``amaranth.lib.memory.Memory`` with one write port and two read ports (one for
-the read-modify-write of ACCUMULATE, one for the ``read`` port, so the store path never waits for
-the tensor core), which synthesis maps onto block RAM (ECP5 DP16KD in pseudo-dual-port mode, two
-copies for the two read ports). Everything else is a short
-pipeline whose size does not depend on ``depth``::
+The storage is one ``amaranth.lib.memory.Memory`` per lane, each with one write port and two read
+ports (one for the read-modify-write of ACCUMULATE, one for the ``read`` port, so the store path
+never waits for the tensor core), which synthesis maps onto block RAM (ECP5 DP16KD in
+pseudo-dual-port mode, two copies for the two read ports). Each memory's address and enable inputs
+come from its own copies of the registers (a wide row's block RAMs spread over the die).
+Everything else is a short pipeline whose size does not depend on ``depth``::
 
                  write.addr/data/mode/en                                   read.addr/en
                         ▼                                                      ▼
-    IN (cycle t)    [request]                                             [request]
+    IN (cycle t)    [request] (+ a copy of the address per lane)          [request] (+ copies)
                         │                                                      │
     S0 (t+1)            ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
                         ▼                         │
@@ -22,22 +23,24 @@ pipeline whose size does not depend on ``depth``::
     S2 (t+3)        [request]               [rdata]            (register: keeps the RAM's slow
                         │                         │             clock-to-out off the adder path)
                         │                         │
-                        ├─► rdata + data, S3 + data, H4 + data (three adders)
-                        │   forward: the newest of S3, H4 with the same address, else rdata
+                        ├─► rdata + data, S3 + data, H4 + data, H5 + data (four adders)
+                        │   forward: the newest of S3, H4, H5 with the same address, else rdata
                         ├─► sum = forwarded sum (ACCUMULATE) or data (OVERWRITE)  old ──► [read.data]
                         ▼                                                                 (t+4)
-    S3 (t+4)        [sum] ──► RAM write port
-    H4              [sum] one cycle later (written, but after the read of a younger request)
+    S3 (t+4)        [sum]
+    H4              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
+                          (with per-lane copies of the address and enable)
+    H5              [sum] one more cycle later (written, but after the read of a younger request)
 
 The IN registers take both ports' requests as they come (the block RAMs' address inputs and
 bypass comparators start at flip-flops, not at the writer's or reader's logic); from S0 on, times
 are counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of
-cycle t+3, but every access behaves as if writes took effect in issue order, one per cycle. The
+cycle t+4, but every access behaves as if writes took effect in issue order, one per cycle. The
 RAM read port is transparent (a read sees a write to the same row in the same cycle), so a RAM
-read in S0 in cycle t sees the writes that were in S0 up to cycle t-3; those of cycles t-2 and
-t-1 are in H4 and S3 when the request reaches S2 and are forwarded from there, newest first. So
-back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port returns a
-row including every write issued in an *earlier* cycle.
+read in S0 in cycle t sees the writes that were in S0 up to cycle t-4; those of cycles t-3, t-2
+and t-1 are in H5, H4 and S3 when the request reaches S2 and are forwarded from there, newest
+first. So back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port
+returns a row including every write issued in an *earlier* cycle.
 
 Rules of the ports (both accept at most one request per cycle):
 
@@ -45,19 +48,19 @@ Rules of the ports (both accept at most one request per cycle):
 * ``read`` has its own RAM read port and never stalls: ``read.ready`` is always high (kept so that
   readers are written for a port that may stall). A read and a write of the same row in the same
   cycle return the row *before* that write; a read sees every write issued in an earlier cycle
-  (forwarded from S3/H4 like the read-modify-write).
+  (forwarded from S3/H4/H5 like the read-modify-write).
 * ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (4) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
 * Reset (``rst``) drops requests in flight; the RAM contents are kept.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .util import check_dimension
+from .util import check_dimension, replicate
 
 __all__ = ["LANE", "AccumulatorRow", "WriteMode", "WriteSignature", "ReadSignature",
            "Accumulator"]
@@ -127,12 +130,12 @@ class Accumulator(wiring.Component):
     read_latency : int
         Cycles from a taken read request to ``read.valid`` (4).
     write_latency : int
-        Cycles from a write request to the RAM write (4); invisible to users, see the module doc.
+        Cycles from a write request to the RAM write (5); invisible to users, see the module doc.
     row_bytes : int
         Bytes per row (``4 * lanes``), as the DMA sees it.
     """
     read_latency = 4
-    write_latency = 4
+    write_latency = 5
 
     def __init__(self, *, lanes=8, depth=256):
         self.lanes = check_dimension("lanes", lanes)
@@ -147,55 +150,50 @@ class Accumulator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, aw = self.lanes, self.addr_width
-        # Rows inside are plain 32*lanes-bit values: Yosys 0.70's ABC9 flow can crash ("Assert
-        # `count_id(wire->name) == 0'", YosysHQ/yosys#4349) on the `x` + `x[0]` wire names that
-        # Amaranth emits for array-shaped signals, and it did for this block with lanes=4.
-        width = LANE.width * lanes
 
-        def lane(value, i):
-            return value.word_select(i, LANE.width).as_signed()
-
-        m.submodules.memory = memory = Memory(shape=width, depth=self.depth, init=[])
-        mem_wr = memory.write_port()
-        # Transparent: ECP5 block RAM leaves a same-row read/write collision undefined, so Yosys
-        # adds a bypass for either choice; transparency lets that bypass replace one history stage.
-        mem_rd = memory.read_port(transparent_for=(mem_wr,))
-
-        # The external read port has its own RAM read port (the store path reads while the tensor
-        # core accumulates); Yosys duplicates the block RAM for it.
-        mem_rd_ext = memory.read_port(transparent_for=(mem_wr,))
-
+        # One memory per lane, each with its own copies of the address (and write enable)
+        # registers: the block RAMs of a wide row spread over the die, and one register driving
+        # all of their address inputs was a long route (routed 12 x 12: 12 ns to an address).
+        # Each memory has a write port and two read ports: one for the read-modify-write of
+        # ACCUMULATE, one for the ``read`` port, so the store path never waits for the tensor
+        # core (Yosys duplicates the block RAM for the second one). Both are transparent: ECP5
+        # block RAM leaves a same-row read/write collision undefined, so Yosys adds a bypass for
+        # either choice; transparency lets that bypass replace one history stage. The RAM read
+        # ports read in every cycle (the stages' flags say which data is used): with an enable,
+        # the block RAMs' output and bypass registers get a clock enable behind the request
+        # logic (16 ns in a routed 12 x 12).
         # --- IN: both ports' requests, registered ----------------------------------------------
-        # The block RAMs' address inputs and read-during-write bypass comparators start at these
-        # flip-flops, not at the writer's and reader's logic (in a 12 x 12 build the RAM copies
-        # spread over the die and those paths were the longest). Every request is delayed by
-        # the same cycle, so the rules below hold as seen from the ports.
+        # Every request is delayed by the same cycle, so the rules hold as seen from the ports.
         w_en = Signal()
         w_mode = Signal(WriteMode, reset_less=True)
         w_addr = Signal(aw, reset_less=True)
-        w_data = Signal(width, reset_less=True)
         r_en = Signal()
         r_addr = Signal(aw, reset_less=True)
         m.d.sync += [
             w_en.eq(self.write.en), w_mode.eq(self.write.mode), w_addr.eq(self.write.addr),
-            w_data.eq(self.write.data.as_value()),
             r_en.eq(self.read.en), r_addr.eq(self.read.addr),
         ]
+        w_data = [Signal(LANE, name=f"w_data_{i}", reset_less=True) for i in range(lanes)]
+        m.d.sync += [w_data[i].eq(self.write.data[i]) for i in range(lanes)]
+        rmw_addr = replicate(m, self.write.addr, lanes, "rmw_addr", reset_less=True)
+        ext_addr = replicate(m, self.read.addr, lanes, "ext_addr", reset_less=True)
+
+        memories = []
+        for i in range(lanes):
+            memory = Memory(shape=LANE, depth=self.depth, init=[])
+            m.submodules[f"memory_{i}"] = memory
+            wr = memory.write_port()
+            rd = memory.read_port(transparent_for=(wr,))
+            rd_ext = memory.read_port(transparent_for=(wr,))
+            m.d.comb += [rd.addr.eq(rmw_addr[i]), rd.en.eq(1),
+                         rd_ext.addr.eq(ext_addr[i]), rd_ext.en.eq(1)]
+            memories.append((wr, rd, rd_ext))
 
         # --- S0: requests ---------------------------------------------------------------------
         accumulate = Signal()
-        read_take = Signal()
         m.d.comb += [
             accumulate.eq(w_en & (w_mode == WriteMode.ACCUMULATE)),
             self.read.ready.eq(1),
-            read_take.eq(r_en),
-            # The RAM read ports read in every cycle (the stages' flags say which data is used):
-            # with an enable, the block RAMs' output and bypass registers get a clock enable
-            # behind the request logic (16 ns in a routed 12 x 12).
-            mem_rd.addr.eq(w_addr),
-            mem_rd.en.eq(1),
-            mem_rd_ext.addr.eq(r_addr),
-            mem_rd_ext.en.eq(1),
         ]
 
         def stage(name, prev):
@@ -203,91 +201,91 @@ class Accumulator(wiring.Component):
             regs = {}
             for field, value in prev.items():
                 valid = field in ("wen", "acc", "ren")
-                regs[field] = Signal(len(value), name=f"{name}_{field}", reset_less=not valid)
+                regs[field] = Signal(value.shape(), name=f"{name}_{field}", reset_less=not valid)
                 m.d.sync += regs[field].eq(value)
             return regs
 
-        s0 = {
-            "wen":   w_en,
-            "acc":   accumulate,
-            "waddr": w_addr,
-            "wdata": w_data,
-            "ren":   read_take,
-            "raddr": r_addr,
-        }
+        s0 = {"wen": w_en, "acc": accumulate, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
+              **{f"wdata{i}": w_data[i] for i in range(lanes)}}
         s1 = stage("s1", s0)
         s2 = stage("s2", s1)
 
-        # --- S1 -> S2: register the RAM output ----------------------------------------------------
-        rdata = Signal(width, name="s2_rdata", reset_less=True)
-        rdata_ext = Signal(width, name="s2_rdata_ext", reset_less=True)
-        m.d.sync += [rdata.eq(mem_rd.data), rdata_ext.eq(mem_rd_ext.data)]
+        # --- S1 -> S2: register the RAM output (keeps the RAM's slow clock-to-out off the adders)
+        rdata = [Signal(LANE, name=f"s2_rdata_{i}", reset_less=True) for i in range(lanes)]
+        rdata_ext = [Signal(LANE, name=f"s2_rdata_ext_{i}", reset_less=True)
+                     for i in range(lanes)]
+        for i, (_, rd, rd_ext) in enumerate(memories):
+            m.d.sync += [rdata[i].eq(rd.data), rdata_ext[i].eq(rd_ext.data)]
 
-        # --- write stage S3 and the row written in the previous cycle (H4) ------------------------
+        # --- write stage S3 and the rows written in the two cycles before (H4, H5) -------------
+        # The RAM is written from H4: its copy of S3 for the RAM (per lane, with per-lane copies
+        # of the address and enable) is separate from the copy the forwarding adds to, so
+        # neither the adders nor the block RAMs pull one register across the die.
         history = []
-        for name in ("s3", "h4"):
+        for name in ("s3", "h4", "h5"):
             history.append({
                 "valid": Signal(name=f"{name}_valid"),
                 "addr":  Signal(aw, name=f"{name}_addr", reset_less=True),
-                "data":  Signal(width, name=f"{name}_data", reset_less=True),
+                "data":  [Signal(LANE, name=f"{name}_data_{i}", reset_less=True)
+                          for i in range(lanes)],
             })
+        s3, h4, h5 = history
+        m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
         for newer, older in zip(history, history[1:]):
-            m.d.sync += [older[key].eq(newer[key]) for key in ("valid", "addr", "data")]
+            m.d.sync += [older["valid"].eq(newer["valid"]), older["addr"].eq(newer["addr"])]
+        m.d.sync += [h5["data"][i].eq(h4["data"][i]) for i in range(lanes)]
+        ram_wen = replicate(m, s3["valid"], lanes, "ram_write_en")
+        ram_waddr = replicate(m, s3["addr"], lanes, "ram_write_addr", reset_less=True)
+        for i, (wr, _, _) in enumerate(memories):
+            forward_copy, ram_copy = replicate(m, s3["data"][i], 2, f"h4_data_{i}",
+                                               reset_less=True)
+            m.d.comb += [h4["data"][i].eq(forward_copy),
+                         wr.en.eq(ram_wen[i]), wr.addr.eq(ram_waddr[i]), wr.data.eq(ram_copy)]
 
         # --- S2: forwarding, add, read output -----------------------------------------------------
         # Each request in S2 gets the row its RAM read returned, overridden by the newest write
-        # still in S3 or H4 to the same row. Which one is decided a cycle earlier, in S1, and
-        # registered: the write that will be in S3 is now in S2, the one that will be in H4 is
-        # now in S3 (so the address comparators are not in front of the adders).
+        # still in S3, H4 or H5 to the same row. Which one is decided a cycle earlier, in S1, and
+        # registered, one copy per lane (each drives that lane's 32 multiplexers): the write
+        # that will be in S3 is now in S2, the one that will be in H4 is now in S3, and so on.
         def matches(name, addr):
             hits = []
             for entry, now in (("s3", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                               ("h4", history[0])):
-                hit = Signal(name=f"{name}_from_{entry}")
-                m.d.sync += hit.eq(now["valid"] & (now["addr"] == addr))
-                hits.append(hit)
+                               ("h4", s3), ("h5", h4)):
+                hits.append(replicate(m, now["valid"] & (now["addr"] == addr), lanes,
+                                      f"{name}_from_{entry}"))
             return hits
 
-        def forward_values(ram_value, history_values, hits):
+        def forward(ram_value, history_values, hits):
             value = ram_value
             for entry_value, hit in reversed(list(zip(history_values, hits))):  # newest wins
                 value = Mux(hit, entry_value, value)
             return value
 
-        def forward(ram_data, hits):
-            return forward_values(ram_data, [entry["data"] for entry in history], hits)
-
-        old_ext = Signal(width)
-        m.d.comb += old_ext.eq(forward(rdata_ext, matches("s2_read", s1["raddr"])))
-
         # The read-modify-write adds the new data to each candidate for the old row (the RAM's,
-        # S3's, H4's) in parallel and forwards among the sums: the forwarding selects (a
-        # register each, with a load per bit of the row) come after the adders, not in front of
-        # them.
-        s3 = history[0]
-        m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
+        # S3's, H4's, H5's) in parallel and forwards among the sums: the forwarding selects
+        # come after the adders, not in front of them.
         write_hits = matches("s2_write", s1["waddr"])
+        read_hits = matches("s2_read", s1["raddr"])
+        # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
+        # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
+        read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
+        read_valid = Signal()
         for i in range(lanes):
+            new = s2[f"wdata{i}"]
             sums = []
-            for source, candidate in (("ram", rdata), *((entry, h["data"]) for entry, h
-                                                        in zip(("s3", "h4"), history))):
+            for source, candidate in (("ram", rdata[i]), *((entry, h["data"][i]) for entry, h
+                                                           in zip(("s3", "h4", "h5"), history))):
                 total = Signal(signed(LANE.width + 1), name=f"sum_{source}_{i}")
-                m.d.comb += total.eq(lane(candidate, i) + lane(s2["wdata"], i))
+                m.d.comb += total.eq(candidate + new)
                 # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
                 sums.append(total[:LANE.width])
             ram_sum, *history_sums = sums
-            m.d.sync += s3["data"].word_select(i, LANE.width).eq(
-                Mux(s2["acc"], forward_values(ram_sum, history_sums, write_hits),
-                    lane(s2["wdata"], i)))
-
-        m.d.comb += [
-            mem_wr.en.eq(s3["valid"]),
-            mem_wr.addr.eq(s3["addr"]),
-            mem_wr.data.eq(s3["data"]),
-        ]
-
-        read_data = Signal(width, reset_less=True)
-        read_valid = Signal()
-        m.d.sync += [read_valid.eq(s2["ren"]), read_data.eq(old_ext)]
-        m.d.comb += [self.read.valid.eq(read_valid), self.read.data.eq(read_data)]
+            m.d.sync += s3["data"][i].eq(
+                Mux(s2["acc"], forward(ram_sum, history_sums, [h[i] for h in write_hits]), new))
+            m.d.sync += read_data[i].eq(
+                forward(rdata_ext[i], [h["data"][i] for h in history],
+                        [h[i] for h in read_hits]))
+        m.d.sync += read_valid.eq(s2["ren"])
+        m.d.comb += [self.read.valid.eq(read_valid),
+                     self.read.data.as_value().eq(Cat(*read_data))]
         return m
