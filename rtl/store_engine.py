@@ -80,6 +80,32 @@ class StoreEngine(wiring.Component):
         read_en = Signal()
         read_addr = Signal.like(self.param_read.addr)
         m.d.sync += [self.param_read.en.eq(read_en), self.param_read.addr.eq(read_addr)]
+        # The rows read for CONFIG are latched a cycle after they arrive: the row, the shifts'
+        # clamp decisions and the load enables are registered first, so the parameter
+        # registers (a row and more) load from flip-flops with an enable that is a flip-flop,
+        # not through this state machine and the clamp's comparators. The parameters are used a
+        # STORE later, many cycles after the CONFIG's tokens are pushed.
+        latch_multipliers = Signal()
+        latch_shifts = Signal()
+        load_multipliers = Signal()
+        load_shifts = Signal()
+        row = Signal.like(self.acc_data, reset_less=True)
+        below = Signal(self.lanes, reset_less=True)       # lane < -31
+        above = Signal(self.lanes, reset_less=True)       # lane > 30
+        m.d.sync += [load_multipliers.eq(latch_multipliers), load_shifts.eq(latch_shifts),
+                     row.eq(self.acc_data)]
+        for lane in range(self.lanes):
+            value = self.acc_data[lane]
+            m.d.sync += [below[lane].eq(value < -31), above[lane].eq(value > 30)]
+        with m.If(load_multipliers):
+            m.d.sync += self.multiplier.eq(row)
+        with m.If(load_shifts):
+            for lane in range(self.lanes):
+                m.d.sync += self.shift[lane].eq(
+                    Mux(below[lane], -31, Mux(above[lane], 30, row[lane][:6])))
+            m.d.sync += [self.zero_point.eq(cf.zero_point),
+                         self.act_min.eq(cf.act_min), self.act_max.eq(cf.act_max)]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(take_head(m, q, ctl, insn)):
@@ -99,15 +125,9 @@ class StoreEngine(wiring.Component):
                 with m.If(self.acc_valid):
                     m.d.sync += responses.eq(responses + 1)
                     with m.If(responses == 0):
-                        m.d.sync += self.multiplier.eq(self.acc_data)
+                        m.d.comb += latch_multipliers.eq(1)
                     with m.Else():
-                        for lane in range(self.lanes):
-                            value = self.acc_data[lane]
-                            m.d.sync += self.shift[lane].eq(
-                                Mux(value < -31, -31, Mux(value > 30, 30, value[:6])))
-                        m.d.sync += [self.zero_point.eq(cf.zero_point),
-                                     self.act_min.eq(cf.act_min), self.act_max.eq(cf.act_max)]
-                        m.d.comb += ctl.push_en.eq(1)
+                        m.d.comb += [latch_shifts.eq(1), ctl.push_en.eq(1)]
                         m.next = "IDLE"
             dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error)
         return m
