@@ -66,7 +66,7 @@ from .registers import ADDR_WIDTH, PERF_COUNTERS, dma_descriptor, register_file
 from .requant import Requantizer, check_units
 from .scratchpad import Scratchpad
 from .store_engine import StoreEngine
-from .util import delay
+from .util import delay, replicate
 
 __all__ = ["Tessera"]
 
@@ -487,17 +487,28 @@ class Tessera(wiring.Component):
             rq.act_max.eq(store.act_max),
         ]
         # The row for the FIFO is registered first (``fifo_in``): the buffers' block RAM
-        # outputs and the requantizer's output reach one register, not the FIFO's storage.
-        fifo_in = Signal(fifo.width, reset_less=True)
+        # outputs and the requantizer's output reach one register, not the FIFO's storage. Which
+        # source it takes is decided by registers with one copy per 32-bit lane of the row (each
+        # selects that lane's 32 bits): the sources sit far apart (the requantizer's units on
+        # three DSP rows), and one select register for the whole row was a 384-load net.
+        spad_select = replicate(m, delay(m, take & to_spad, spad.read_latency - 1, "spad_read"),
+                                lanes, "fifo_from_spad")
+        raw_select = replicate(m, delay(m, dma_acc_read & ~requant, acc.read_latency - 1,
+                                        "raw_read"), lanes, "fifo_from_acc")
+        fifo_in = [Signal(32, name=f"fifo_in_{i}", reset_less=True) for i in range(lanes)]
         fifo_in_valid = Signal()
         m.d.engines += fifo_in_valid.eq(spad_valid | (acc_valid & ~requant) | rq.o_valid)
-        with m.If(spad_valid):
-            m.d.sync += fifo_in.eq(spad.read.data.as_value())
-        with m.Elif(acc_valid & ~requant):
-            m.d.sync += fifo_in.eq(acc.read.data.as_value())
-        with m.Else():
-            m.d.sync += fifo_in.eq(rq.o_data.as_value())
-        m.d.comb += [fifo.w_en.eq(fifo_in_valid), fifo.w_data.eq(fifo_in)]
+        spad_row = spad.read.data.as_value()
+        acc_row = acc.read.data.as_value()
+        rq_row = rq.o_data.as_value()
+        for i in range(lanes):
+            with m.If(spad_select[i]):
+                m.d.sync += fifo_in[i].eq(spad_row[32 * i:32 * i + 32])
+            with m.Elif(raw_select[i]):
+                m.d.sync += fifo_in[i].eq(acc_row[32 * i:32 * i + 32])
+            with m.Else():
+                m.d.sync += fifo_in[i].eq(rq_row[32 * i:32 * i + 32])
+        m.d.comb += [fifo.w_en.eq(fifo_in_valid), fifo.w_data.eq(Cat(*fifo_in))]
         # The FIFO's output enters the DMA through a register slice: the FIFO's read side (its
         # level and output register) starts at the slice's registered ``ready``, not at the
         # DMA's write packer, and the packer starts at flip-flops. (The credits count the FIFO
