@@ -82,8 +82,8 @@ RREADY is its flip-flop while loading), then the ``ReadRealigner``: a beat ``k``
 first byte sits at lane ``o`` of its first word is rotated right by ``o`` bytes; lanes
 ``l < B - o`` of the rotated beat are bytes ``k*B + l`` of the row and the others are bytes
 ``(k-1)*B + l``, so each beat writes two fixed slots of an assembly register (no variable shifter
-of row width). After the row's last beat the row, masked to zero from byte ``row_bytes`` on, moves
-to the ``row_write`` output register. RREADY falls only when a row is complete and the previous one
+of row width); the rotation and the assembly are two register stages. After the row's last beat
+the row, masked to zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY falls only when a row is complete and the previous one
 has not been taken yet. Which beat is a row's last is kept in registers (``_RowTracker``: the lanes
 of the current and the next row's first and last byte, a down-counter of the row's beats), so
 RREADY is one LUT level from registers.
@@ -500,6 +500,7 @@ class ReadRealigner(wiring.Component):
             "sram_row": In(16), "buffer": In(1),
             "beat": In(stream.Signature(unsigned(data_width))),
             "row": Out(stream.Signature(RowWrite(lanes))),
+            "pending": Out(1),
         })
 
     def elaborate(self, platform):
@@ -508,7 +509,7 @@ class ReadRealigner(wiring.Component):
         row_len = 4 * self.lanes
         slots = _ceil_div(row_len, beat_bytes) + 1       # a row may touch one word more
 
-        accept = Signal()
+        accept = Signal()                   # a beat enters the rotation stage
         rows = _RowTracker(m, start=self.start, step=accept, offset=self.offset,
                            stride=self.stride, row_bytes=self.row_bytes, beat_bytes=beat_bytes,
                            max_beats=slots, name="row")
@@ -516,9 +517,23 @@ class ReadRealigner(wiring.Component):
         slot = Signal(slots, init=1)        # one-hot: the beat index within the current row
         next_row = Signal(16, reset_less=True)  # buffer row of the row being assembled
 
+        # Two stages: ROTATE registers the beat rotated into place with what the assembly needs
+        # to know about it (its slot, which lanes go to that slot, whether it ends its row), and
+        # ASSEMBLE writes it into the assembly register. So the byte rotation and the assembly
+        # multiplexers are not one path, and the assembly's enable is a flip-flop and the
+        # output's handshake. ``pending``: a beat is in ROTATE.
+        rotated_q = Signal(width, reset_less=True)
+        this_slot_q = Signal(width, reset_less=True)
+        slot_q = Signal(slots, reset_less=True)
+        last_q = Signal(reset_less=True)
+        row_q = Signal(16, reset_less=True)
+        valid_q = Signal()
+        assemble = Signal()                 # the beat in ROTATE moves into the assembly
         m.d.comb += [
-            self.beat.ready.eq(~(rows.last & self.row.valid & ~self.row.ready)),
+            assemble.eq(valid_q & ~(last_q & self.row.valid & ~self.row.ready)),
+            self.beat.ready.eq(~valid_q | assemble),
             accept.eq(self.beat.valid & self.beat.ready),
+            self.pending.eq(valid_q),
         ]
 
         # Rotate right by `offset` bytes: rotated lane l holds memory lane (l + offset) mod B.
@@ -527,22 +542,27 @@ class ReadRealigner(wiring.Component):
         # slot, not one per byte): the same logic, but it simulates much faster in event-driven
         # simulators.
         payload = self.beat.payload
-        rotated = Signal(width)
-        this_slot = Signal(width)           # bit mask of the lanes that go to slot k
-        m.d.comb += [
-            rotated.eq(Cat(payload, payload).bit_select(Cat(C(0, 3), offset), width)),
-            this_slot.eq(Cat((offset < beat_bytes - lane).replicate(8)
-                             for lane in range(beat_bytes))),
-        ]
+        with m.If(accept):
+            m.d.sync += [
+                rotated_q.eq(Cat(payload, payload).bit_select(Cat(C(0, 3), offset), width)),
+                this_slot_q.eq(Cat((offset < beat_bytes - lane).replicate(8)
+                                   for lane in range(beat_bytes))),
+                slot_q.eq(slot), last_q.eq(rows.last), row_q.eq(next_row),
+            ]
+        with m.If(accept):
+            m.d.sync += valid_q.eq(1)
+        with m.Elif(assemble):
+            m.d.sync += valid_q.eq(0)
         write_mask = Signal(slots * width)
         m.d.comb += write_mask.eq(Cat(*[
-            Mux(slot[i], this_slot, 0) | (Mux(slot[i + 1], ~this_slot, 0) if i + 1 < slots else 0)
+            Mux(slot_q[i], this_slot_q, 0) |
+            (Mux(slot_q[i + 1], ~this_slot_q, 0) if i + 1 < slots else 0)
             for i in range(slots)]))
         assembly = Signal(slots * width, reset_less=True)
         updated = Signal(slots * width)
         m.d.comb += updated.eq((assembly & ~write_mask) |
-                               (Cat(*[rotated] * slots) & write_mask))
-        with m.If(accept):
+                               (Cat(*[rotated_q] * slots) & write_mask))
+        with m.If(assemble):
             m.d.sync += assembly.eq(updated)
 
         with m.If(self.start):
@@ -578,9 +598,9 @@ class ReadRealigner(wiring.Component):
         # consumer that is always ready (the Tessera top) it has no enable at all.
         with m.If(~self.row.valid | self.row.ready):
             m.d.sync += [
-                self.row.valid.eq(accept & rows.last),
+                self.row.valid.eq(assemble & last_q),
                 row_out.buffer.eq(self.buffer),
-                row_out.row.eq(next_row),
+                row_out.row.eq(row_q),
                 row_out.data.eq(updated[:8 * row_len] & keep),
             ]
         return m
@@ -984,7 +1004,8 @@ class Dma(wiring.Component):
         wiring.connect(m, realigner.row, wiring.flipped(self.row_write))
         # (with ~failed, RREADY is loading & realigner.beat.ready)
         m.d.comb += r_error.eq(rvalid & r_bad & loading & ~failed & realigner.beat.ready)
-        m.d.comb += read_drained.eq(gen.finished & ~read_addrs.r_rdy & ~realigner.row.valid)
+        m.d.comb += read_drained.eq(gen.finished & ~read_addrs.r_rdy & ~realigner.pending &
+                                    ~realigner.row.valid)
         with m.If(self.row_write.valid & self.row_write.ready):
             m.d.sync += self.bytes_read.eq(self.bytes_read + desc.row_bytes)
 
