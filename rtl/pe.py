@@ -36,6 +36,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiplier import RegisteredMultiplier
+from .util import REPLICA
 
 __all__ = ["OPERAND", "PRODUCT", "WeightBeat", "ProcessingElement", "psum_shape"]
 
@@ -110,10 +111,15 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += bank[1].eq(self.w_in.value)
             with m.Else():
                 m.d.sync += bank[0].eq(self.w_in.value)
-        w_valid = Signal()
-        w_beat = Signal.like(self.w_out, reset_less=True)    # its ``valid`` is ``w_valid``
-        act = Signal(OPERAND, reset_less=True)
-        sel = Signal(reset_less=True)
+        # The weight beat's control fields and the activation's bank select hold the same value
+        # in every PE of an anti-diagonal (they travel with the skew), so synthesis would merge
+        # them into one register per anti-diagonal, driving PEs across the whole array (on the
+        # 12 x 12 ULX3S build: PE (9, 0) compared the row field held in PE (0, 10)'s register).
+        # Named as replicas, the FPGA flows keep each PE's own (rtl/util.py, ``replicate``).
+        w_valid = Signal(name=f"w_valid{REPLICA}")
+        w_beat = Signal.like(self.w_out, name=f"w_beat{REPLICA}", reset_less=True)  # its
+        act = Signal(OPERAND, reset_less=True)                  # ``valid`` is ``w_valid``
+        sel = Signal(name=f"sel{REPLICA}", reset_less=True)
         psum = Signal(self.psum_out.shape(), reset_less=True)
 
         mul = m.submodules.mul = self.multiplier
