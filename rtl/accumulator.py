@@ -14,27 +14,29 @@ Everything else is a short pipeline whose size does not depend on ``depth``::
 
                  write.addr/data/mode/en                                   read.addr/en
                         ▼                                                      ▼
-    IN (cycle t)    [request] (+ a copy of the address per lane)          [request] (+ copies)
+    PORT (cycle t)  [request]                                             [request]
+    IN (t+1)        [request] (+ a copy of the address per lane)          [request] (+ copies)
                         │                                                      │
-    S0 (t+1)            ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
+    S0 (t+2)            ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
                         ▼                         │
-    S1 (t+2)        [request]               [RAM read data]    (block RAM output)
+    S1 (t+3)        [request]               [RAM read data]    (block RAM output)
                         ▼                         ▼
-    S2 (t+3)        [request]               [rdata]            (register: keeps the RAM's slow
+    S2 (t+4)        [request]               [rdata]            (register: keeps the RAM's slow
                         │                         │             clock-to-out off the adder path)
                         │                         │
                         ├─► rdata + data, S3 + data, H4 + data, H5 + data (four adders)
                         │   forward: the newest of S3, H4, H5 with the same address, else rdata
                         ├─► sum = forwarded sum (ACCUMULATE) or data (OVERWRITE)  old ──► [read.data]
-                        ▼                                                                 (t+4)
-    S3 (t+4)        [sum]
+                        ▼                                                                 (t+5)
+    S3 (t+5)        [sum]
     H4              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
                           (with per-lane copies of the address and enable)
     H5              [sum] one more cycle later (written, but after the read of a younger request)
 
-The IN registers take both ports' requests as they come (the block RAMs' address inputs and
-bypass comparators start at flip-flops, not at the writer's or reader's logic); from S0 on, times
-are counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of
+The PORT registers take both ports' requests as they come, the IN registers (with the per-lane
+address copies) take them from PORT, so the block RAMs' address inputs and bypass comparators
+start at flip-flops loaded from flip-flops, not at the writer's or reader's logic; from S0 on,
+times are counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of
 cycle t+4, but every access behaves as if writes took effect in issue order, one per cycle. The
 RAM read port is transparent (a read sees a write to the same row in the same cycle), so a RAM
 read in S0 in cycle t sees the writes that were in S0 up to cycle t-4; those of cycles t-3, t-2
@@ -49,7 +51,7 @@ Rules of the ports (both accept at most one request per cycle):
   readers are written for a port that may stall). A read and a write of the same row in the same
   cycle return the row *before* that write; a read sees every write issued in an earlier cycle
   (forwarded from S3/H4/H5 like the read-modify-write).
-* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (4) cycles after the
+* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (5) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
 * Reset (``rst``) drops requests in flight; the RAM contents are kept.
@@ -128,14 +130,14 @@ class Accumulator(wiring.Component):
     Attributes
     ----------
     read_latency : int
-        Cycles from a taken read request to ``read.valid`` (4).
+        Cycles from a taken read request to ``read.valid`` (5).
     write_latency : int
-        Cycles from a write request to the RAM write (5); invisible to users, see the module doc.
+        Cycles from a write request to the RAM write (6); invisible to users, see the module doc.
     row_bytes : int
         Bytes per row (``4 * lanes``), as the DMA sees it.
     """
-    read_latency = 4
-    write_latency = 5
+    read_latency = 5
+    write_latency = 6
 
     def __init__(self, *, lanes=8, depth=256):
         self.lanes = check_dimension("lanes", lanes)
@@ -162,21 +164,37 @@ class Accumulator(wiring.Component):
         # ports read in every cycle (the stages' flags say which data is used): with an enable,
         # the block RAMs' output and bypass registers get a clock enable behind the request
         # logic (16 ns in a routed 12 x 12).
-        # --- IN: both ports' requests, registered ----------------------------------------------
-        # Every request is delayed by the same cycle, so the rules hold as seen from the ports.
+        # --- PORT, IN: both ports' requests, registered twice ------------------------------------
+        # PORT takes the requests as they come, next to the writer's and reader's logic; IN
+        # holds them again, with a copy of the RAM addresses per lane, so the per-lane copies
+        # (beside their block RAMs, across the die) load from flip-flops, not from the writer's
+        # address logic (routed 12 x 12: 8.6 ns of routing from EXEC's address multiplexer to
+        # one lane's copy). Every request is delayed by the same cycles, so the rules hold as
+        # seen from the ports.
+        p_w_en = Signal()
+        p_w_mode = Signal(WriteMode, reset_less=True)
+        p_w_addr = Signal(aw, reset_less=True)
+        p_w_data = Signal(LANE.width * lanes, reset_less=True)
+        p_r_en = Signal()
+        p_r_addr = Signal(aw, reset_less=True)
+        m.d.sync += [
+            p_w_en.eq(self.write.en), p_w_mode.eq(self.write.mode), p_w_addr.eq(self.write.addr),
+            p_w_data.eq(self.write.data.as_value()),
+            p_r_en.eq(self.read.en), p_r_addr.eq(self.read.addr),
+        ]
         w_en = Signal()
         w_mode = Signal(WriteMode, reset_less=True)
         w_addr = Signal(aw, reset_less=True)
         r_en = Signal()
         r_addr = Signal(aw, reset_less=True)
         m.d.sync += [
-            w_en.eq(self.write.en), w_mode.eq(self.write.mode), w_addr.eq(self.write.addr),
-            r_en.eq(self.read.en), r_addr.eq(self.read.addr),
+            w_en.eq(p_w_en), w_mode.eq(p_w_mode), w_addr.eq(p_w_addr),
+            r_en.eq(p_r_en), r_addr.eq(p_r_addr),
         ]
         w_data = [Signal(LANE, name=f"w_data_{i}", reset_less=True) for i in range(lanes)]
-        m.d.sync += [w_data[i].eq(self.write.data[i]) for i in range(lanes)]
-        rmw_addr = replicate(m, self.write.addr, lanes, "rmw_addr", reset_less=True)
-        ext_addr = replicate(m, self.read.addr, lanes, "ext_addr", reset_less=True)
+        m.d.sync += [w_data[i].eq(p_w_data.word_select(i, LANE.width)) for i in range(lanes)]
+        rmw_addr = replicate(m, p_w_addr, lanes, "rmw_addr", reset_less=True)
+        ext_addr = replicate(m, p_r_addr, lanes, "ext_addr", reset_less=True)
 
         memories = []
         for i in range(lanes):
