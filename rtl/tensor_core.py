@@ -19,7 +19,7 @@ Block diagram::
                           │                                            ▼      ▼
                           │                                      column deskew (c delayed cols-1-c)
                           │                                                   │
-                          └── valid/last delay line (latency cycles) ──► result FIFO ─► results
+                          └── valid/last delay line (latency cycles) ──► result FIFOs ─► results
 
 Double buffering: every PE has two weight banks. Tile t uses bank t mod 2; the bank travels with each
 activation row through the array, so different PEs may use different banks in the same cycle while a
@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import LATENCY, check_primitive
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
-from .util import check_dimension, delay, zero_unless
+from .util import check_dimension, delay, replicate, zero_unless
 
 __all__ = ["TensorCore", "ActivationRow", "ResultRow", "WeightRow"]
 
@@ -203,29 +203,34 @@ class TensorCore(wiring.Component):
                 m.d.comb += pe[r][c].psum_in.eq(pe[r - 1][c].psum_out)
 
         # --- result collection --------------------------------------------------------------------
-        fifo = m.submodules.result_fifo = SyncFIFOBuffered(
-            width=cols * self.psum_shape.width + 1, depth=self.fifo_depth)
-        tag = Signal(2)         # {last, valid} of the row that is in the PE array's output now
-        m.d.comb += tag.eq(delay(m, Cat(a_accept, self.activations.payload.last),
-                                 self.latency, "result_tag"))
+        # One result FIFO per column (and one for ``last``), each with its own copy of the write
+        # enable: a column's results leave the array at its bottom PE, and on a large array the
+        # columns span the die, so one FIFO for the whole row had its storage, write enables and
+        # output register spread over the die behind shared control. The FIFOs are written and
+        # read in the same cycles, so they always hold the same number of rows; the first one's
+        # ``r_rdy`` stands for all.
+        tag = delay(m, Cat(a_accept, self.activations.payload.last), self.latency - 1,
+                    "result_tag")
+        write = replicate(m, tag[0], cols + 1, "result_write")
+        last = Signal()
+        m.d.sync += last.eq(tag[1])
         aligned = [delay(m, pe[rows - 1][c].psum_out, cols - 1 - c, f"deskew_{c}",
                          reset_less=True)
                    for c in range(cols)]
+        fifos = []
+        for c, value in enumerate([*aligned, last]):
+            fifo = SyncFIFOBuffered(width=len(value), depth=self.fifo_depth)
+            m.submodules[f"result_fifo_{c}" if c < cols else "result_fifo_last"] = fifo
+            m.d.comb += [fifo.w_en.eq(write[c]), fifo.w_data.eq(value),
+                         fifo.r_en.eq(self.results.ready)]
+            fifos.append(fifo)
         m.d.comb += [
-            fifo.w_en.eq(tag[0]),
-            fifo.w_data.eq(Cat(*aligned, tag[1])),
-        ]
-
-        stored = data.ArrayLayout(self.psum_shape, cols)
-        lanes = Signal(stored)
-        m.d.comb += [
-            lanes.eq(fifo.r_data[:-1]),
-            self.results.valid.eq(fifo.r_rdy),
-            self.results.payload.last.eq(fifo.r_data[-1]),
-            fifo.r_en.eq(self.results.ready),
-            fifo_pop.eq(fifo.r_rdy & fifo.r_en),
+            self.results.valid.eq(fifos[0].r_rdy),
+            self.results.payload.last.eq(fifos[-1].r_data),
+            fifo_pop.eq(fifos[0].r_rdy & self.results.ready),
         ]
         for c in range(cols):
-            m.d.comb += self.results.payload.data[c].eq(lanes[c])  # sign-extends to int32
+            # sign-extends to int32
+            m.d.comb += self.results.payload.data[c].eq(fifos[c].r_data.as_signed())
 
         return m
