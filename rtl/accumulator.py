@@ -34,15 +34,15 @@ Everything else is a short pipeline whose size does not depend on ``depth``::
     H5              [sum] one more cycle later (written, but after the read of a younger request)
 
 The PORT registers take both ports' requests as they come, the IN registers (with the per-lane
-address copies) take them from PORT, so the block RAMs' address inputs and bypass comparators
-start at flip-flops loaded from flip-flops, not at the writer's or reader's logic; from S0 on,
-times are counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of
-cycle t+4, but every access behaves as if writes took effect in issue order, one per cycle. The
-RAM read port is transparent (a read sees a write to the same row in the same cycle), so a RAM
-read in S0 in cycle t sees the writes that were in S0 up to cycle t-4; those of cycles t-3, t-2
-and t-1 are in H5, H4 and S3 when the request reaches S2 and are forwarded from there, newest
-first. So back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port
-returns a row including every write issued in an *earlier* cycle.
+address copies) take them from PORT, so the block RAMs' address inputs and bypass comparators start
+at flip-flops loaded from flip-flops, not at the writer's or reader's logic; from S0 on, times are
+counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of cycle
+t+4, but every access behaves as if writes took effect in issue order, one per cycle. The RAM read
+port is transparent (a read sees a write to the same row in the same cycle), so a RAM read in S0 in
+cycle t sees the writes that were in S0 up to cycle t-4; those of cycles t-3, t-2 and t-1 are in
+H5, H4 and S3 when the request reaches S2 and are forwarded from there, newest first. So
+back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port returns a
+row including every write issued in an *earlier* cycle.
 
 Rules of the ports (both accept at most one request per cycle):
 

@@ -82,23 +82,23 @@ RREADY is its flip-flop while loading), then the ``ReadRealigner``: a beat ``k``
 first byte sits at lane ``o`` of its first word is rotated right by ``o`` bytes; lanes
 ``l < B - o`` of the rotated beat are bytes ``k*B + l`` of the row and the others are bytes
 ``(k-1)*B + l``, so each beat writes two fixed slots of an assembly register (no variable shifter
-of row width); the rotation and the assembly are two register stages. After the row's last beat
-the row, masked to zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY falls only when a row is complete and the previous one
-has not been taken yet. Which beat is a row's last is kept in registers (``_RowTracker``: the lanes
-of the current and the next row's first and last byte, a down-counter of the row's beats), so
-RREADY is one LUT level from registers.
+of row width); the rotation and the assembly are two register stages. After the row's last beat the
+row, masked to zero from byte ``row_bytes`` on, moves to the ``row_write`` output register. RREADY
+falls only when a row is complete and the previous one has not been taken yet. Which beat is a
+row's last is kept in registers (``_RowTracker``: the lanes of the current and the next row's first
+and last byte, a down-counter of the row's beats), so RREADY is one LUT level from registers.
 
 STORE (``WritePacker``): buffer rows wait in two row buffers (each loaded only while empty, so
 ``ready`` is a flip-flop); each W beat is the window of the previous and the current ``B``-byte
-slot rotated by ``o``, both slots in registers loaded from the buffers one slot per beat.
-WSTRB masks the lanes before the row's first byte (first beat) and after its last byte (last beat).
-The next row's first slot follows the previous row's last beat in the same cycle when that row is
-already buffered, so rows follow without bubbles. W beats may precede their AW handshake (the burst length is queued when the burst
-is generated), as AXI requires. The first beat of a burst takes the burst's length from the head of
-its FIFO (and pops it), the other beats are counted in registers; W beats leave through an output
-register with a spare entry, so no logic waits for WREADY. Buffer rows are requested in order, up
-to ``row_prefetch`` rows ahead of the WritePacker, independently of the AW side (so the buffer's
-read latency overlaps the bursts).
+slot rotated by ``o``, both slots in registers loaded from the buffers one slot per beat. WSTRB
+masks the lanes before the row's first byte (first beat) and after its last byte (last beat). The
+next row's first slot follows the previous row's last beat in the same cycle when that row is
+already buffered, so rows follow without bubbles. W beats may precede their AW handshake (the burst
+length is queued when the burst is generated), as AXI requires. The first beat of a burst takes the
+burst's length from the head of its FIFO (and pops it), the other beats are counted in registers; W
+beats leave through an output register with a spare entry, so no logic waits for WREADY. Buffer
+rows are requested in order, up to ``row_prefetch`` rows ahead of the WritePacker, independently of
+the AW side (so the buffer's read latency overlaps the bursts).
 
 Errors: SLVERR or DECERR on any R beat or B response latches the first error code (READ_/WRITE_
 SLVERR/DECERR) and the address of the burst that got it (from the read_addrs / write_addrs FIFO),

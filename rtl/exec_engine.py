@@ -109,9 +109,9 @@ class _RowReader:
 
 class ExecEngine(wiring.Component):
     """Ports: ``queue``, ``control`` (EngineControl), scratchpad read ports ``act_read`` (A) and
-    ``wgt_read`` (B) (addr out, data in, ``read_latency`` cycles later), accumulator write port ``acc_write``
-    (addr/data/mode/en out) with ``acc_write_ready`` in (the port is shared with the DMA), and
-    ``mac_active`` out (an activation row entered the array this cycle)."""
+    ``wgt_read`` (B) (addr out, data in ``read_latency`` cycles later), accumulator write port
+    ``acc_write`` (addr/data/mode/en out) with ``acc_write_ready`` in (the port is shared with
+    the DMA), and ``mac_active`` out (an activation row entered the array this cycle)."""
     def __init__(self, *, rows, cols, lanes, scratchpad_addr_width, accumulator_addr_width,
                  multiplier="auto", read_latency=Scratchpad.read_latency):
         self.rows, self.cols, self.lanes = rows, cols, lanes
