@@ -262,15 +262,19 @@ class Accumulator(wiring.Component):
 
         # --- S2: forwarding, add, read output -----------------------------------------------------
         # Each request in S2 gets the row its RAM read returned, overridden by the newest write
-        # still in S3, H4 or H5 to the same row. Which one is decided a cycle earlier, in S1, and
-        # registered, one copy per lane (each drives that lane's 32 multiplexers): the write
-        # that will be in S3 is now in S2, the one that will be in H4 is now in S3, and so on.
+        # still in S3, H4 or H5 to the same row. Which one is decided two cycles earlier, in S0,
+        # into a register, and copied in S1 into one register per lane (each drives that lane's
+        # 32 multiplexers; the lanes' memories spread over the die, so the copies load from a
+        # flip-flop, not from the comparators): the write that will be in S3 is now in S1, the
+        # one that will be in H4 is now in S2, the one that will be in H5 is now in S3.
         def matches(name, addr):
             hits = []
-            for entry, now in (("s3", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                               ("h4", s3), ("h5", h4)):
-                hits.append(replicate(m, now["valid"] & (now["addr"] == addr), lanes,
-                                      f"{name}_from_{entry}"))
+            for entry, now in (("s3", {"valid": s1["wen"], "addr": s1["waddr"]}),
+                               ("h4", {"valid": s2["wen"], "addr": s2["waddr"]}),
+                               ("h5", s3)):
+                hit = Signal(name=f"{name}_from_{entry}")
+                m.d.sync += hit.eq(now["valid"] & (now["addr"] == addr))
+                hits.append(replicate(m, hit, lanes, f"{name}_from_{entry}"))
             return hits
 
         def forward(ram_value, history_values, hits):
@@ -282,8 +286,10 @@ class Accumulator(wiring.Component):
         # The read-modify-write adds the new data to each candidate for the old row (the RAM's,
         # S3's, H4's, H5's) in parallel and forwards among the sums: the forwarding selects
         # come after the adders, not in front of them.
-        write_hits = matches("s2_write", s1["waddr"])
-        read_hits = matches("s2_read", s1["raddr"])
+        write_hits = matches("s1_write", s0["waddr"])
+        read_hits = matches("s1_read", s0["raddr"])
+        # Whether S2's write accumulates, one copy per lane (it selects each lane's 32 bits).
+        accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
         # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
         read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
@@ -299,7 +305,8 @@ class Accumulator(wiring.Component):
                 sums.append(total[:LANE.width])
             ram_sum, *history_sums = sums
             m.d.sync += s3["data"][i].eq(
-                Mux(s2["acc"], forward(ram_sum, history_sums, [h[i] for h in write_hits]), new))
+                Mux(accumulates[i], forward(ram_sum, history_sums, [h[i] for h in write_hits]),
+                    new))
             m.d.sync += read_data[i].eq(
                 forward(rdata_ext[i], [h["data"][i] for h in history],
                         [h[i] for h in read_hits]))
