@@ -223,7 +223,6 @@ class Requantizer(wiring.Component):
                    for name in ("zero_point", "act_min", "act_max")}
 
         # Slice j enters the pipelines in the j-th cycle after the row's ``valid`` copy.
-        tags = []
         outs = []
         for u in range(units):
             valid = valids[u]

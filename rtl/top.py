@@ -475,7 +475,10 @@ class Tessera(wiring.Component):
         ]
         m.d.comb += in_use_next.eq(Mux(engine_reset, 0, in_use + take - pop))
         m.d.sync += [in_use.eq(in_use_next), full.eq(in_use_next == READ_SLOTS)]
-        spad_valid = delay(m, take & to_spad, spad.read_latency, "spad_read")
+        # (The last stage of the scratchpad's delay line is per lane below; ``spad_valid`` is
+        # that stage's single copy.)
+        spad_early = delay(m, take & to_spad, spad.read_latency - 1, "spad_read")
+        spad_valid = delay(m, spad_early, 1, "spad_valid")
         acc_valid = delay(m, dma_acc_read, acc.read_latency, "acc_read")
         m.d.comb += [
             rq.i_valid.eq(acc_valid & requant),
@@ -491,8 +494,7 @@ class Tessera(wiring.Component):
         # source it takes is decided by registers with one copy per 32-bit lane of the row (each
         # selects that lane's 32 bits): the sources sit far apart (the requantizer's units on
         # three DSP rows), and one select register for the whole row was a 384-load net.
-        spad_select = replicate(m, delay(m, take & to_spad, spad.read_latency - 1, "spad_read"),
-                                lanes, "fifo_from_spad")
+        spad_select = replicate(m, spad_early, lanes, "fifo_from_spad")
         raw_select = replicate(m, delay(m, dma_acc_read & ~requant, acc.read_latency - 1,
                                         "raw_read"), lanes, "fifo_from_acc")
         fifo_in = [Signal(32, name=f"fifo_in_{i}", reset_less=True) for i in range(lanes)]
