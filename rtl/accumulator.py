@@ -226,7 +226,8 @@ class Accumulator(wiring.Component):
         s0 = {"wen": w_en, "acc": accumulate, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
               **{f"wdata{i}": w_data[i] for i in range(lanes)}}
         s1 = stage("s1", s0)
-        s2 = stage("s2", s1)
+        # (S2's accumulate flag is the per-lane copies below, taken from S1.)
+        s2 = stage("s2", {field: value for field, value in s1.items() if field != "acc"})
 
         # --- S1 -> S2: register the RAM output (keeps the RAM's slow clock-to-out off the adders)
         rdata = [Signal(LANE, name=f"s2_rdata_{i}", reset_less=True) for i in range(lanes)]
