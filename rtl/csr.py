@@ -44,15 +44,16 @@ AXI4-Lite subordinate (``s_axil``)::
   response is pending: registers change, PULSE outputs rise and BVALID rises at the end of that
   cycle. A new AW/W may be accepted while BVALID waits for BREADY.
 * BVALID and RVALID (with their payloads) hold until BREADY/RREADY. ``arready`` is high while no
-  read is in progress; the address is registered when AR is accepted and the addressed register
-  is sampled in the next cycle, when RVALID rises (a read takes two cycles before RVALID, which
-  keeps the address decoder and the read multiplexer on separate register stages).
+  read is in progress; the address is registered when AR is accepted, the next cycle each group
+  of :data:`READ_GROUP` registers samples its addressed word, and the cycle after that the word
+  is registered and RVALID rises (three cycles from AR to RVALID, which keeps the address decoder
+  and the two halves of the read multiplexer on separate register stages).
 * Unmapped offsets (gaps, :class:`Reserved` windows, beyond the map) answer SLVERR: a write there
   changes nothing, a read returns 0. Writes to read-only registers or bits are ignored with OKAY.
 * WSTRB is honoured per byte: a field bit is written only if the strobe of its byte is set.
 * ``awaddr[1:0]``/``araddr[1:0]`` are ignored (AXI4-Lite data is always the aligned word);
   ``awprot``/``arprot`` are ignored.
-* Throughput: one write every 2 cycles and one read every 2 cycles (with BREADY/RREADY high),
+* Throughput: one write every 2 cycles and one read every 3 cycles (with BREADY/RREADY high),
   independently of each other: ample for control registers.
 """
 
@@ -69,6 +70,8 @@ __all__ = ["Access", "Field", "Register", "Reserved", "RegisterMap", "RegisterFi
 
 #: Width of every register and of the AXI4-Lite data bus.
 WIDTH = 32
+#: Registers per first-stage group of the read multiplexer (:class:`RegisterFile`).
+READ_GROUP = 4
 
 _REGISTER_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -481,24 +484,33 @@ class RegisterFile(wiring.Component):
         m.d.comb += bit_en.eq(Cat(w_strb[i].replicate(8) for i in range(WIDTH // 8)))
 
         # --- read channel ------------------------------------------------------------------------
-        # AR is decoded into one select register per register (``r_busy``); the next cycle samples
-        # the selected register into ``r_data`` (``read``) and raises RVALID.
+        # AR is decoded into one select register per register (``r_busy``); the next cycle each
+        # group of READ_GROUP registers samples its selected word into a group register
+        # (``gather``), and the cycle after that the OR of the groups goes into ``r_data``
+        # (``read``) and RVALID rises. The two stages keep the read multiplexer, whose inputs
+        # come from every block of the design, to a short path on each side of a register.
         r_valid = Signal()
         r_busy = Signal()
+        r_gather = Signal()
         r_data = Signal(WIDTH)
         r_resp = Signal(2)
+        gather = Signal()
         read = Signal()
         m.d.comb += [
-            bus.arready.eq(~r_valid & ~r_busy),
+            bus.arready.eq(~r_valid & ~r_busy & ~r_gather),
             bus.rvalid.eq(r_valid),
             bus.rdata.eq(r_data),
             bus.rresp.eq(r_resp),
-            read.eq(r_busy),
+            gather.eq(r_busy),
+            read.eq(r_gather),
         ]
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += r_busy.eq(1)
+        m.d.sync += r_gather.eq(gather)
+        with m.If(gather):
+            m.d.sync += r_busy.eq(0)
         with m.If(read):
-            m.d.sync += [r_busy.eq(0), r_valid.eq(1)]
+            m.d.sync += r_valid.eq(1)
         with m.Elif(r_valid & bus.rready):
             m.d.sync += r_valid.eq(0)
 
@@ -529,12 +541,23 @@ class RegisterFile(wiring.Component):
         with m.If(write):
             m.d.sync += b_resp.eq(Mux(w_hit, Resp.OKAY, Resp.SLVERR))
 
-        # The read word: OR of the selected register's value (offsets are unique: one-hot select).
+        # The read word: OR of the selected register's value (offsets are unique: one-hot select),
+        # in two stages: per group of READ_GROUP registers, then of the groups.
         read_value = C(0, WIDTH)
-        for r_sel, value in read_words:
-            read_value = read_value | (value & r_sel.replicate(WIDTH))
+        for first in range(0, len(read_words), READ_GROUP):
+            group = Signal(WIDTH, name=f"r_group_{first // READ_GROUP}")
+            group_value = C(0, WIDTH)
+            for r_sel, value in read_words[first:first + READ_GROUP]:
+                group_value = group_value | (value & r_sel.replicate(WIDTH))
+            with m.If(gather):
+                m.d.sync += group.eq(group_value)
+            read_value = read_value | group
+        r_hit_held = Signal()
+        with m.If(gather):
+            m.d.sync += r_hit_held.eq(r_hit)
         with m.If(read):
-            m.d.sync += [r_data.eq(read_value), r_resp.eq(Mux(r_hit, Resp.OKAY, Resp.SLVERR))]
+            m.d.sync += [r_data.eq(read_value),
+                         r_resp.eq(Mux(r_hit_held, Resp.OKAY, Resp.SLVERR))]
         return m
 
     def _register_logic(self, m, register, write, w_data, bit_en):

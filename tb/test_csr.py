@@ -311,6 +311,35 @@ def test_framework_same_cycle_priority():
     run_harness(regmap, bench)
 
 
+def test_read_timing():
+    """AR accepted at the first edge: the addressed register is sampled in cycle 1 (the read
+    multiplexer's first stage), RVALID rises in cycle 3 and a new AR is taken only after R."""
+    regmap = demo_map()
+    flags = regmap["FLAGS"]
+
+    async def bench(ctx, dut):
+        bus = dut.s_axil
+        ctx.set(bus.araddr, flags.offset)
+        rvalid_cycle = None
+        for cycle in range(8):
+            ctx.set(dut.flags.level, 0x10 + cycle)        # a different value in every cycle
+            ctx.set(bus.arvalid, cycle == 0)
+            if cycle == 0:
+                assert ctx.get(bus.arready), "AR not ready while idle"
+            elif rvalid_cycle is None:
+                assert not ctx.get(bus.arready), f"AR ready in cycle {cycle} during a read"
+            if ctx.get(bus.rvalid) and rvalid_cycle is None:
+                rvalid_cycle = cycle
+                ctx.set(bus.rready, 1)
+                level = flags.unpack(ctx.get(bus.rdata))["level"]
+            await ctx.tick()
+        assert rvalid_cycle == 3, f"RVALID in cycle {rvalid_cycle}, expected 3"
+        assert level == 0x11, f"read level {level:#x}: sampled in the wrong cycle (expected 0x11)"
+        assert ctx.get(bus.arready) and not ctx.get(bus.rvalid)
+
+    run_harness(regmap, bench)
+
+
 def test_dma_descriptor_view():
     """Writing the DMA hook registers yields the same DmaDescriptor as packing it directly."""
     regfile = register_file(**DEFAULT_CONFIG)
