@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 from .engine import INDEX, EngineControl
 from .isa import TOKEN_LIMIT, Engine, ProgramError
 from .registers import PERF_COUNTERS
+from .util import REPLICA
 
 __all__ = ["Controller"]
 
@@ -51,7 +52,9 @@ class Controller(wiring.Component):
     ``load``/``exec``/``store`` (EngineControl, flipped); the dispatcher's ``halted``, ``stuck``,
     ``dispatched``, ``dispatch_index``, ``dispatch_error``/``_en``/``_index``; ``fetch_busy``,
     ``dma_busy``, ``progress``, ``mac_active``, ``bytes_read``, ``bytes_written``.
-    Out: ``running``, ``begin`` (one-cycle pulse starting fetch and dispatch), ``stop``,
+    Out: ``running``, ``begin`` (one-cycle pulse starting a program) and its copies
+    ``begin_fetch``/``begin_dispatch`` (separate registers, for the fetch unit and the
+    dispatcher), ``stop``,
     ``done`` (pulse), ``error_code``, ``error_index``, ``force_reset`` (pulse) and one ``count_*``
     per performance counter (PERF_COUNTERS)."""
     def __init__(self):
@@ -77,6 +80,8 @@ class Controller(wiring.Component):
             "bytes_written":  In(32),
             "running":        Out(1),
             "begin":          Out(1),
+            "begin_fetch":    Out(1),
+            "begin_dispatch": Out(1),
             "stop":           Out(1),
             "done":           Out(1),
             "error_code":     Out(4),
@@ -93,6 +98,13 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         begin = self.begin
+        # ``begin`` is one register per group of loads (this controller's counters, the fetch
+        # unit, the dispatcher, the performance counters), each loaded alike: named as replicas
+        # so that synthesis keeps them apart.
+        begin_copies = [Signal(name=f"begin{REPLICA}{i}") for i in range(4)]
+        m.d.comb += [begin.eq(begin_copies[0]), self.begin_fetch.eq(begin_copies[1]),
+                     self.begin_dispatch.eq(begin_copies[2])]
+        count_begin = begin_copies[3]
 
         # --- tokens -----------------------------------------------------------------------------
         # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers, so the engines'
@@ -232,13 +244,26 @@ class Controller(wiring.Component):
         watchdog = Signal()
         m.d.sync += watchdog.eq(self.running & (self.watchdog != 0) & (quiet >= self.watchdog) &
                                 ~begin)
-        watchdog_index = Mux(self.load.busy, self.load.error_index,
-                             Mux(self.store.busy, self.store.error_index, self.dispatch_index))
+        # Its index is chosen from registered copies of the engines' state (stable while the
+        # watchdog counts: nothing moves).
+        held = {}
+        for name, value in (("load_busy", self.load.busy), ("load_index", self.load.error_index),
+                            ("store_busy", self.store.busy),
+                            ("store_index", self.store.error_index),
+                            ("dispatch_index", self.dispatch_index)):
+            held[name] = Signal.like(value, name=f"{name}_q")
+            m.d.sync += held[name].eq(value)
+        watchdog_index = Mux(held["load_busy"], held["load_index"],
+                             Mux(held["store_busy"], held["store_index"],
+                                 held["dispatch_index"]))
 
         # --- errors -----------------------------------------------------------------------------
-        # Every source's error is registered as it is reported (cycle t); in cycle t+1 the first
-        # of them (in this priority order) is recorded and the program stops. ``stop`` (abort)
-        # rises in cycle t+1 from those registers, as it would from the STOP state.
+        # Every source's error is registered as it is reported (cycle t: stage A, which the placer
+        # may put between the source and the controller), then again beside the controller
+        # (stage B). ``pending`` (some error was reported) rises in cycle t+2 from the stage A
+        # registers, and ``stop`` (abort) with it; the first of the reports in this priority
+        # order is chosen from stage B and registered (``first_error``, cycle t+3), when RECORD
+        # loads it.
         sources = [
             ("dispatch", self.dispatch_error_en, self.dispatch_error, self.dispatch_error_index),
             ("load", self.load.error_en, self.load.error, self.load.error_index),
@@ -246,7 +271,7 @@ class Controller(wiring.Component):
             ("overflow", overflow, ProgramError.TOKEN_OVERFLOW, None),
             ("watchdog", watchdog, ProgramError.WATCHDOG, watchdog_index),
         ]
-        reported = []
+        stage_a = []
         for name, en, code, index in sources:
             en_q = Signal(name=f"{name}_error_en")
             code_q = Signal(4, name=f"{name}_error")
@@ -256,23 +281,31 @@ class Controller(wiring.Component):
             else:
                 index_q = Signal(INDEX, name=f"{name}_error_index")
                 m.d.sync += index_q.eq(index)
-            reported.append((en_q, code_q, index_q))
-        reported.append((deadlock, ProgramError.DEADLOCK, deadlock_index))
+            stage_a.append((name, en_q, code_q, index_q))
+        stage_a.append(("deadlock", deadlock, ProgramError.DEADLOCK, deadlock_index))
+        reported = []
+        for name, en_q, code_q, index_q in stage_a:
+            en_b = Signal(name=f"{name}_error_en_b")
+            code_b = Signal(4, name=f"{name}_error_b")
+            index_b = Signal(INDEX, name=f"{name}_error_index_b")
+            m.d.sync += [en_b.eq(en_q), code_b.eq(code_q), index_b.eq(index_q)]
+            reported.append((en_b, code_b, index_b))
         watchdog_reported = reported[4][0]
-        # Some error was reported: one register (the OR of the reports' next values), because
-        # ``stop`` fans out to every engine and queue.
+        # Some error was reported: one register (the OR of the stage A flags), because ``stop``
+        # fans out to every engine and queue.
         pending = Signal()
-        m.d.sync += pending.eq(self.running & reduce(or_, (en for _, en, _, _ in sources)) |
-                               (deadlock_now & deadlock_seen[:3].all()))
+        any_reported = Signal()        # a report in stage A: a program does not end this cycle
+        m.d.comb += any_reported.eq(reduce(or_, (en_q for _, en_q, _, _ in stage_a)))
+        m.d.sync += pending.eq(self.running & any_reported)
         error = Signal(4)
         error_index = Signal(INDEX)
         with m.If(reported[0][0]):
             m.d.comb += [error.eq(reported[0][1]), error_index.eq(reported[0][2])]
-        for en_q, code_q, index_q in reported[1:]:
-            with m.Elif(en_q):
-                m.d.comb += [error.eq(code_q), error_index.eq(index_q)]
+        for en_b, code_b, index_b in reported[1:]:
+            with m.Elif(en_b):
+                m.d.comb += [error.eq(code_b), error_index.eq(index_b)]
         # The multiplexer's choice, registered in every cycle (RECORD takes the one of the cycle
-        # in which ``pending`` was seen), and whether the program is then reset (watchdog).
+        # after ``pending`` rose), and whether the program is then reset (watchdog).
         first_error = Signal(4)
         first_index = Signal(INDEX)
         to_reset = Signal()
@@ -298,7 +331,7 @@ class Controller(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & ~self.soft_abort & ~self.dma_busy):
-                    m.d.sync += begin.eq(1)
+                    m.d.sync += [copy.eq(1) for copy in begin_copies]
                     m.next = "BEGIN"
             with m.State("BEGIN"):
                 # ``begin`` is high in this cycle only, from a register: it fans out to the
@@ -306,7 +339,8 @@ class Controller(wiring.Component):
                 # register file and the DMA. The previous program's error is cleared here too,
                 # not in the cycle of the start: the error registers' enable is then the state
                 # register, not the start condition.
-                m.d.sync += [begin.eq(0), self.error_code.eq(0), self.error_index.eq(0)]
+                m.d.sync += [copy.eq(0) for copy in begin_copies]
+                m.d.sync += [self.error_code.eq(0), self.error_index.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [
@@ -318,9 +352,9 @@ class Controller(wiring.Component):
                     m.next = "RECORD"
                 with m.Elif(self.soft_abort):
                     m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
-                                 self.error_index.eq(self.dispatch_index), stopping.eq(1)]
+                                 self.error_index.eq(held["dispatch_index"]), stopping.eq(1)]
                     m.next = "STOP"
-                with m.Elif(finished):
+                with m.Elif(finished & ~any_reported):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
             with m.State("RECORD"):
@@ -366,14 +400,14 @@ class Controller(wiring.Component):
         }
         for name, event in events.items():
             count = getattr(self, f"count_{name.lower()}")
-            with m.If(begin):
+            with m.If(count_begin):
                 m.d.sync += count.eq(0)
             with m.Elif(self.running & event):
                 m.d.sync += count.eq(count + 1)
         for name, value in (("DMA_BYTES_READ", self.bytes_read),
                             ("DMA_BYTES_WRITTEN", self.bytes_written)):
             base = Signal(32, name=f"{name.lower()}_base")
-            with m.If(begin):
+            with m.If(count_begin):
                 m.d.sync += base.eq(value)
             with m.If(self.running):
                 m.d.sync += getattr(self, f"count_{name.lower()}").eq(value - base)

@@ -197,16 +197,23 @@ class Tessera(wiring.Component):
         # (In that cycle the fetch unit may still issue a descriptor, which it then waits for;
         # the rows are dropped.)
         fetch_abort = Signal(init=1)
+        # The controller sees the DMA's state a cycle late, from one register (the OR of the
+        # DMA's and the arbiter's flags across the die is not on its start path). It starts a
+        # program only when the DMA was idle a cycle ago; what may enter the DMA in that cycle
+        # is the DMA_START hook, which a program's fetch waits for as for any DMA work (see the
+        # arbiter). The engine reset and the decisions that start it count as busy.
+        dma_busy_q = Signal(init=1)
+        m.d.sync += dma_busy_q.eq(dma_busy | engine_reset | soft_reset | ctrl.force_reset)
         m.d.sync += fetch_abort.eq(~ctrl.running | ctrl.stop)
         m.d.comb += [
             ctrl.start.eq(regs.ctrl.start),
             ctrl.soft_abort.eq(soft_reset_pending),
             ctrl.watchdog.eq(regs.watchdog.cycles),
-            fetch.start.eq(ctrl.begin),
+            fetch.start.eq(ctrl.begin_fetch),
             fetch.abort.eq(fetch_abort),
             fetch.program_addr.eq(regs.program_addr.addr),
             fetch.program_len.eq(regs.program_len.length),
-            disp.start.eq(ctrl.begin),
+            disp.start.eq(ctrl.begin_dispatch),
             disp.stop.eq(ctrl.stop | ~ctrl.running),
             disp.program_len.eq(regs.program_len.length),
             disp.fault.eq(fetch.fault),
@@ -227,7 +234,7 @@ class Tessera(wiring.Component):
             ctrl.dispatch_error_en.eq(disp.error_en),
             ctrl.dispatch_error_index.eq(disp.error_index),
             ctrl.fetch_busy.eq(fetch.busy),
-            ctrl.dma_busy.eq(dma_busy | engine_reset),
+            ctrl.dma_busy.eq(dma_busy_q),
             ctrl.mac_active.eq(exe.mac_active),
             ctrl.bytes_read.eq(dma.bytes_read),
             ctrl.bytes_written.eq(dma.bytes_written),
@@ -280,10 +287,15 @@ class Tessera(wiring.Component):
             m.submodules[f"{name}_request"] = engines(request)
             connect(m, client.descriptor, near_client.i)
             connect(m, near_client.o, request.i)
-        requests = {
-            **{name: (request.o.valid, request.o.payload) for name, request in slices.items()},
-            "hook": (hook_valid, dma_descriptor(regs)),
-        }
+        # The hook's descriptor (register fields, and a valid decided from the controller's and
+        # the soft reset's flags) enters through one slice too, so the priority starts at
+        # flip-flops for every request; the hook is taken (``grant_hook``) when it enters it.
+        hook_request = slices["hook"] = RegisterSlice(DmaDescriptor(), full_rate=False)
+        m.submodules.hook_request = engines(hook_request)
+        m.d.comb += [hook_request.i.valid.eq(hook_valid),
+                     hook_request.i.payload.eq(dma_descriptor(regs)),
+                     grant_hook.eq(hook_valid & hook_request.i.ready)]
+        requests = {name: (request.o.valid, request.o.payload) for name, request in slices.items()}
         # The winner's descriptor goes into a holding register (``held``), which offers it to the
         # DMA: the DMA's descriptor register is loaded from flip-flops, not through the clients'
         # request logic and the priority. A client's request is taken when the holding register
@@ -303,8 +315,7 @@ class Tessera(wiring.Component):
         ]
         with m.If(held_valid & dma.descriptor.ready):
             m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
-        granted = [grant_hook if name == "hook" else Signal(name=f"grant_{name}")
-                   for name in CLIENTS]
+        granted = [Signal(name=f"grant_{name}") for name in CLIENTS]
         # While the holding register is free it takes the highest-priority request's payload
         # every cycle, whether or not there is one (its enable is then ``hold_free``, two
         # registers and a gate, not the requests; ``held_valid`` says whether it is one).
@@ -335,6 +346,7 @@ class Tessera(wiring.Component):
                     client.dma_done.eq(dma.done & (owner == i)),
                     client.dma_error.eq(dma.error),
                 ]
+        m.d.comb += slices["hook"].o.ready.eq(granted[CLIENTS.index("hook")])
         owned_by = {name: owner == i for i, name in enumerate(CLIENTS)}
 
         # --- status, errors, interrupt --------------------------------------------------------------
