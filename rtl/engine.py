@@ -13,19 +13,22 @@ from starting anything new and empties its queue; what it is executing runs to i
 memory bus is always left idle and legal.
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import DmaError
 from .isa import QUEUE_DEPTH, Instruction, ProgramError
+from .util import REPLICA
 
 __all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX", "attach_queue",
            "take_head", "dma_states"]
 
 #: Shape of an instruction index (ERROR_INFO).
 INDEX = unsigned(32)
+#: Width of one slice of an :class:`InstructionQueue`'s storage (one copy of its pointers each).
+SLICE_BITS = 32
 
 
 class QueueEntry(data.StructLayout):
@@ -137,23 +140,34 @@ class InstructionQueue(wiring.Component):
         in_data = Signal(QueueEntry().size, reset_less=True)
         m.d.sync += [in_valid.eq(accept), in_data.eq(self.push.payload.as_value())]
 
-        storage = m.submodules.storage = Memory(shape=QueueEntry().size, depth=depth, init=[])
-        write = storage.write_port()
-        read = storage.read_port(domain="sync")
-        produce = Signal(range(depth))
-        consume = Signal(range(depth))
+        # The storage is split into slices of SLICE_BITS, each with its own copy of the write and
+        # read pointers (``produce``/``consume``, registers named as replicas so that synthesis
+        # keeps them): a pointer reaches the few distributed-RAM cells of its slice, not all of
+        # them across the head's 160 flip-flops. (32 bits is two 16-bit-wide block RAMs on
+        # devices without distributed RAM, so the split costs none there.)
+        entry_bits = QueueEntry().size
         stored = Signal(range(depth + 1))
         load_head = Signal()
-        m.d.comb += [
-            write.addr.eq(produce), write.data.eq(in_data), write.en.eq(in_valid),
-            load_head.eq((stored != 0) & ~self.valid),
-            read.addr.eq(consume), read.en.eq(load_head),
-            self.head.as_value().eq(read.data),
-        ]
-        with m.If(in_valid):
-            m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
-        with m.If(load_head):
-            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+        m.d.comb += load_head.eq((stored != 0) & ~self.valid)
+        heads = []
+        for i, lo in enumerate(range(0, entry_bits, SLICE_BITS)):
+            hi = min(lo + SLICE_BITS, entry_bits)
+            storage = Memory(shape=hi - lo, depth=depth, init=[])
+            m.submodules[f"storage_{i}"] = storage
+            write = storage.write_port()
+            read = storage.read_port(domain="sync")
+            w_ptr = Signal(range(depth), name=f"produce{REPLICA}{i}")
+            r_ptr = Signal(range(depth), name=f"consume{REPLICA}{i}")
+            m.d.comb += [
+                write.addr.eq(w_ptr), write.data.eq(in_data[lo:hi]), write.en.eq(in_valid),
+                read.addr.eq(r_ptr), read.en.eq(load_head),
+            ]
+            with m.If(in_valid):
+                m.d.sync += w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))
+            with m.If(load_head):
+                m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
+            heads.append(read.data)
+        m.d.comb += self.head.as_value().eq(Cat(*heads))
         with m.If(in_valid & ~load_head):
             m.d.sync += stored.eq(stored + 1)
         with m.Elif(load_head & ~in_valid):
