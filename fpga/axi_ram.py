@@ -28,7 +28,9 @@ AXI bursts
     Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
     :data:`R_QUEUE_DEPTH`-entry queue with registered outputs (RVALID, RDATA, ... come from
     flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
-    cycle, the first five cycles after the AR handshake.
+    cycle, the first five cycles after the AR handshake. Write beats enter through a
+    two-entry register slice (WREADY is a flip-flop, high while the slice has room; W may come
+    before AW): a beat is written a cycle after its handshake at the earliest, one per cycle.
 Direct port
     ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (4) cycles
     later (only then) is the word at ``addr`` (the request, the storage's inputs and its output
@@ -47,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
+from tessera.rtl.register_slice import RegisterSlice
 
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
            "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
@@ -227,7 +230,15 @@ class AxiRam(wiring.Component):
         m.d.sync += [ram_addr.eq(addr), ram_read.eq(read_en), ram_write.eq(write_en),
                      ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
         self.resolved_storage(platform)(m, ram_addr, ram_read, ram_write, ram_wdata, ram_rdata)
-        m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, axi.wdata)),
+        # AXI write beats enter through a register slice: WREADY is a flip-flop, and the
+        # arbitration below (which decides whether a beat is taken) stays inside the RAM, not
+        # on the manager's W register enable.
+        w_layout = data.StructLayout({"data": self.data_width, "strb": self.word_bytes})
+        m.submodules.w_slice = w_slice = RegisterSlice(w_layout)
+        beat = w_slice.o.payload
+        m.d.comb += [w_slice.i.valid.eq(axi.wvalid), w_slice.i.payload.data.eq(axi.wdata),
+                     w_slice.i.payload.strb.eq(axi.wstrb), axi.wready.eq(w_slice.i.ready)]
+        m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, beat.data)),
                      self.direct.rdata.eq(rdata)]
 
         # --- burst registers -------------------------------------------------------------------
@@ -253,14 +264,14 @@ class AxiRam(wiring.Component):
         outstanding = Signal(range(R_QUEUE_DEPTH + 1))
         direct_use = direct.read | direct.write.any()
         read_wants = r_active & (outstanding < R_QUEUE_DEPTH)
-        write_wants = w_active & axi.wvalid
+        write_wants = w_active & w_slice.o.valid
         prefer_read = Signal()
         read_go = Signal()
         write_go = Signal()
         m.d.comb += [
             read_go.eq(read_wants & ~direct_use & ~(write_wants & ~prefer_read)),
-            axi.wready.eq(w_active & ~direct_use & ~(read_wants & prefer_read)),
-            write_go.eq(axi.wvalid & axi.wready),
+            w_slice.o.ready.eq(w_active & ~direct_use & ~(read_wants & prefer_read)),
+            write_go.eq(w_slice.o.valid & w_slice.o.ready),
         ]
         with m.If(read_wants & write_wants & ~direct_use):
             m.d.sync += prefer_read.eq(~prefer_read)
@@ -271,7 +282,7 @@ class AxiRam(wiring.Component):
             m.d.comb += [addr.eq(direct.addr), read_en.eq(direct.read & ~direct.write.any()),
                          write_en.eq(direct.write)]
         with m.Elif(write_go):
-            m.d.comb += [addr.eq(w.word), write_en.eq(Mux(w.supported & in_range_w, axi.wstrb, 0))]
+            m.d.comb += [addr.eq(w.word), write_en.eq(Mux(w.supported & in_range_w, beat.strb, 0))]
         with m.Else():
             m.d.comb += [addr.eq(r.word), read_en.eq(read_go)]
 
