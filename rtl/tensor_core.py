@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import LATENCY, check_primitive
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
-from .util import check_dimension, delay, replicate, zero_unless
+from .util import REPLICA, check_dimension, delay, replicate, zero_unless
 
 __all__ = ["TensorCore", "ActivationRow", "ResultRow", "WeightRow"]
 
@@ -170,10 +170,14 @@ class TensorCore(wiring.Component):
                 beat.value.eq(self.weights.payload[c]),
             ]
             # Only ``valid`` is reset: the rest of a beat is data that ``valid`` qualifies.
-            skewed = delay(m, beat, c, f"w_skew_{c}", reset_less=True)
+            # The skew registers of the beat's control fields (and of the bank select below)
+            # hold the same values as the PE registers on their anti-diagonal; named as replicas
+            # (like those), the FPGA flows keep them apart instead of merging one column's skew
+            # with PEs across the array.
+            skewed = delay(m, beat, c, f"w_skew_{c}{REPLICA}", reset_less=True)
             m.d.comb += [
                 pe[0][c].w_in.eq(skewed),
-                pe[0][c].w_in.valid.eq(delay(m, beat.valid, c, f"w_skew_valid_{c}")),
+                pe[0][c].w_in.valid.eq(delay(m, beat.valid, c, f"w_skew_valid_{c}{REPLICA}")),
             ]
             for r in range(1, rows):
                 m.d.comb += pe[r][c].w_in.eq(pe[r - 1][c].w_out)
@@ -188,7 +192,8 @@ class TensorCore(wiring.Component):
             ]
             m.d.comb += [
                 pe[r][0].act_in.eq(delay(m, act, r, f"a_skew_{r}", reset_less=True)),
-                pe[r][0].sel_in.eq(delay(m, sel, r, f"a_bank_skew_{r}", reset_less=True)),
+                pe[r][0].sel_in.eq(delay(m, sel, r, f"a_bank_skew_{r}{REPLICA}",
+                                         reset_less=True)),
             ]
             for c in range(1, cols):
                 m.d.comb += [
