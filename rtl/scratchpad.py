@@ -6,17 +6,19 @@ pseudo-dual-port mode, iCE40 EBR) instead of flip-flops. It is split into *group
 its own memory with its own copies of the address registers, so that no register drives the
 address or enable inputs of every block RAM of the buffer across the die::
 
-                       IN          GROUP (one copy per lane group)   RAM            OUT
+                       IN      GROUP (a copy per group)   RAM                OUT     FAR
     write addr/en  ─► [reg] ──┬─► [addr, en replica] ─┐
     write data     ─► [reg] ──┼─► [group's lanes]     ├─► Memory (group g) ─┐
-    read addr      ─► [reg] ──┼─► [addr replica] ─────┤   one write port,   ├─► [reg] ─► read.data
-    read_b addr    ─► [reg] ──┴─► [addr replica] ─────┘   two read ports    └─► [reg] ─► read_b.data
+    read addr      ─► [reg] ──┼─► [addr replica] ─────┤   one write port,   ├─► [reg] ─► [reg] ─► read
+    read_b addr    ─► [reg] ──┴─► [addr replica] ─────┘   two read ports    └─► [reg] ─► [reg] ─► read_b
 
 A group is as many lanes as one block RAM holds side by side at this depth (16 Kbit: one lane for
 depth 2048 or more, four for 512 or less; see :func:`group_lanes`). The block RAMs read in every
 cycle (their read ports have no enable: an enable would be one more net to every block RAM), so a
-port has no ``en``: ``read.data`` is the row at ``read.addr`` of ``read_latency`` (4) cycles
-earlier, and readers keep track of which cycles they asked for.
+port has no ``en``: ``read.data`` is the row at ``read.addr`` of ``read_latency`` (5) cycles
+earlier, and readers keep track of which cycles they asked for. OUT takes the block RAM's slow
+clock-to-out (and the read-during-write bypass that synthesis adds in front of it) and has no
+other load than FAR, so it can sit beside the block RAM; FAR carries the row to the readers.
 
 ``read`` and ``read_b`` are identical, independent read ports: the tensor core's activation stream
 uses one and its weight stream the other, so the next weight tile is read while activations stream.
@@ -25,7 +27,7 @@ A second read port costs a second copy of the block RAM; Yosys removes it when `
 Timing (every request passes the same registers, so the ports see each other as if there were
 none)::
 
-    cycle        t                 t+1 .. t+3        t+4
+    cycle        t                 t+1 .. t+4        t+5
     write        addr, data, en    (registers)       row stored (visible to reads issued from t on)
     read         addr              (registers)       data = row including a write issued in cycle t
 
@@ -92,7 +94,7 @@ def group_lanes(depth):
 
 
 class Scratchpad(wiring.Component):
-    """``depth`` rows of ``lanes`` int8 lanes; one write port and two read ports (latency 4).
+    """``depth`` rows of ``lanes`` int8 lanes; one write port and two read ports (latency 5).
 
     Parameters
     ----------
@@ -104,13 +106,13 @@ class Scratchpad(wiring.Component):
     Attributes
     ----------
     read_latency : int
-        Cycles from ``read.addr`` to its row in ``read.data`` (4).
+        Cycles from ``read.addr`` to its row in ``read.data`` (5).
     row_bytes : int
         Bytes per row (``lanes``).
     groups : list of range
         The lanes of each memory (see :func:`group_lanes`).
     """
-    read_latency = 4
+    read_latency = 5
 
     def __init__(self, *, lanes=8, depth=512):
         self.lanes = check_dimension("lanes", lanes)
@@ -164,11 +166,13 @@ class Scratchpad(wiring.Component):
                 rd.addr.eq(g_r_addr[g]), rd.en.eq(1),
                 rd_b.addr.eq(g_rb_addr[g]), rd_b.en.eq(1),
             ]
-            # OUT: the block RAM's slow clock-to-out ends at a flip-flop beside it.
+            # OUT: the block RAM's slow clock-to-out ends at a flip-flop beside it; FAR: the
+            # register that drives the readers.
             for port, outputs, name in ((rd, read_data, "read"), (rd_b, read_b_data, "read_b")):
-                out = Signal(width, name=f"{name}_data_{g}", reset_less=True)
-                m.d.sync += out.eq(port.data)
-                outputs.append(out)
+                out = Signal(width, name=f"{name}_out_{g}", reset_less=True)
+                far = Signal(width, name=f"{name}_data_{g}", reset_less=True)
+                m.d.sync += [out.eq(port.data), far.eq(out)]
+                outputs.append(far)
         m.d.comb += [self.read.data.eq(Cat(*read_data)),
                      self.read_b.data.eq(Cat(*read_b_data))]
         return m

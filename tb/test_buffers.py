@@ -73,7 +73,7 @@ def test_scratchpad_random(lanes, depth, seed):
     earlier, including a write of that same cycle. (Depth 4096 has one lane per memory.)"""
     rng = np.random.default_rng(seed)
     dut = Scratchpad(lanes=lanes, depth=depth)
-    assert dut.read_latency == 4
+    assert dut.read_latency == 5
     assert [list(g) for g in dut.groups] == (
         [[lane] for lane in range(lanes)] if depth >= 2048 else
         [list(range(first, min(first + 4, lanes))) for first in range(0, lanes, 4)])
