@@ -391,6 +391,12 @@ class Controller(wiring.Component):
             m.d.comb += ctl.abort.eq(engine_abort)
 
         # --- performance counters -----------------------------------------------------------------
+        # The events (from the engines, the array and the DMA, all over the die) and ``running``
+        # are registered first, so each counter's enable starts at flip-flops beside it: every
+        # count runs a cycle behind, over the same window, and is final a cycle after ``done``
+        # (a host reads it several cycles later).
+        counting = Signal()
+        m.d.sync += counting.eq(self.running)
         events = {
             "CYCLES": 1,
             "LOAD_BUSY": self.load.busy, "LOAD_STALL": self.load.stall,
@@ -400,15 +406,19 @@ class Controller(wiring.Component):
         }
         for name, event in events.items():
             count = getattr(self, f"count_{name.lower()}")
+            seen = Signal(name=f"{name.lower()}_event")
+            m.d.sync += seen.eq(event)
             with m.If(count_begin):
                 m.d.sync += count.eq(0)
-            with m.Elif(self.running & event):
+            with m.Elif(counting & seen):
                 m.d.sync += count.eq(count + 1)
         for name, value in (("DMA_BYTES_READ", self.bytes_read),
                             ("DMA_BYTES_WRITTEN", self.bytes_written)):
+            value_q = Signal(32, name=f"{name.lower()}_total")
             base = Signal(32, name=f"{name.lower()}_base")
+            m.d.sync += value_q.eq(value)
             with m.If(count_begin):
-                m.d.sync += base.eq(value)
-            with m.If(self.running):
-                m.d.sync += getattr(self, f"count_{name.lower()}").eq(value - base)
+                m.d.sync += base.eq(value_q)
+            with m.If(counting):
+                m.d.sync += getattr(self, f"count_{name.lower()}").eq(value_q - base)
         return m
