@@ -29,18 +29,18 @@ case), so field ``busy`` of ``STATUS`` is ``regfile.status.busy`` in Amaranth an
 
 AXI4-Lite subordinate (``s_axil``)::
 
-            ┌──── AW holding register ───┐
+            ┌── AW: decoded into selects ┐
     AW ────►│ awready = AW register empty│──┐
             └────────────────────────────┘  ├─► both full and B free: perform the write ──► B
             ┌──── W holding register ────┐  │   (OKAY, or SLVERR for an unmapped address)
     W ─────►│ wready = W register empty  │──┘
             └────────────────────────────┘
-    AR ────► arready = no read in progress; the address is registered, the addressed register
-             is sampled in the next cycle ──► R
+    AR ────► arready = no read in progress; the address is decoded into selects, the addressed
+             register is sampled by its group in the next cycle, the word in the one after ──► R
 
 * AW and W are accepted independently, in either order or in the same cycle, into holding
   registers (``awready``/``wready`` = holding register empty: registered, never combinational
-  from a VALID). The write is performed in the first cycle in which both are held and no write
+  from a VALID); the AW address is held decoded, as one select flip-flop per register. The write is performed in the first cycle in which both are held and no write
   response is pending: registers change, PULSE outputs rise and BVALID rises at the end of that
   cycle. A new AW/W may be accepted while BVALID waits for BREADY.
 * BVALID and RVALID (with their payloads) hold until BREADY/RREADY. ``arready`` is high while no
@@ -451,11 +451,9 @@ class RegisterFile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.s_axil
-        aw = self.register_map.addr_width
 
         # --- write address and data holding registers --------------------------------------------
         aw_full = Signal()
-        aw_addr = Signal(aw)
         w_full = Signal()
         w_data = Signal(WIDTH)
         w_strb = Signal(WIDTH // 8)
@@ -468,7 +466,7 @@ class RegisterFile(wiring.Component):
             bus.bresp.eq(b_resp),
         ]
         with m.If(bus.awvalid & ~aw_full):
-            m.d.sync += [aw_full.eq(1), aw_addr.eq(bus.awaddr)]
+            m.d.sync += aw_full.eq(1)
         with m.If(bus.wvalid & ~w_full):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
 
@@ -527,7 +525,10 @@ class RegisterFile(wiring.Component):
             index = register.offset >> 2
             w_sel = Signal(name=f"w_sel_{register.port_name}")
             r_sel = Signal(name=f"r_sel_{register.port_name}")
-            m.d.comb += w_sel.eq(word(aw_addr) == index)
+            # Both selects are decoded when the address is accepted, into registers: a
+            # register's write enable is ``write`` and its select, both flip-flops.
+            with m.If(bus.awvalid & ~aw_full):
+                m.d.sync += w_sel.eq(word(bus.awaddr) == index)
             with m.If(bus.arvalid & bus.arready):
                 m.d.sync += r_sel.eq(word(bus.araddr) == index)
             w_hits.append(w_sel)
