@@ -10,7 +10,7 @@ writes as ``tessera_<board>-report.json`` next to the bitstream::
 
     {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "floorplan",
      "mem_size", "baud",
-     "uart_divisor", "target_mhz", "fmax_mhz", "timing_met",
+     "uart_divisor", "seed", "target_mhz", "fmax_mhz", "timing_met",
      "lut", "ff", "dsp", "bram", "spram", "logic_cells": {"used", "available"},
      "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
 
@@ -36,10 +36,15 @@ from .floorplan import yosys_commands
 from .synth import AFTER_READ, summarize
 
 __all__ = ["BuildError", "TimingError", "build", "add_build_parser", "cmd_build", "TOOLS",
-           "DEVICE_CELLS", "FLOORPLAN_CHOICES"]
+           "DEVICE_CELLS", "FLOORPLAN_CHOICES", "PLACER_OPTS"]
 
 #: Values of ``build(floorplan=...)`` and ``--floorplan``.
 FLOORPLAN_CHOICES = ("auto", "on", "off")
+
+#: nextpnr placer options per family. ECP5: the analytic (HeAP) placer weights timing three
+#: times its default (10) with criticality exponent 3 (default 2); measured on the 12 x 12 ULX3S
+#: build (docs/fpga.md, "Ninth round"): 69.0 -> 77.0 MHz routed, same netlist and seed.
+PLACER_OPTS = {"ecp5": "--placer-heap-timingweight 30 --placer-heap-critexp 3", "ice40": ""}
 
 
 class BuildError(RuntimeError):
@@ -129,7 +134,7 @@ def _used(utilization, kinds):
 
 def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
           out_dir="build/fpga", requant_units=None, synth_only=False, multiplier=None,
-          floorplan="auto"):
+          floorplan="auto", seed=1):
     """Build a bitstream of Tessera for ``board`` (a name in :data:`~tessera.fpga.boards.BOARDS`)
     and return its report (see the module docstring).
 
@@ -140,13 +145,16 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     (``"on"``, ``"off"``, or ``"auto"``: when they take more than half of the device's DSPs,
     see :meth:`~tessera.fpga.boards.Board.floorplan`);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
-    only). ``synth_only`` stops after Yosys and returns ``{"board", "config", "multiplier",
+    only); ``seed`` is nextpnr's placer seed (a non-negative integer: on a large array the
+    routed Fmax varies by several MHz from seed to seed). ``synth_only`` stops after Yosys and returns ``{"board", "config", "multiplier",
     "floorplan", "netlist", "lut", "ff", "dsp", "bram", "seconds"}`` (also written as
     ``tessera_<board>-synth-report.json``):
     the netlist is what ``scripts/timing_paths.py`` reads, in a minute or two instead of a
     place and route.
     """
     spec = get_board(board)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     config = spec.accelerator_config(rows, cols, requant_units, multiplier)
     top = BoardTop(spec, config, freq_mhz=freq, multiplier=multiplier)
     family = spec.family
@@ -165,7 +173,8 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "script_after_read": AFTER_READ,
         "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
                                          *yosys_commands(dsp_plan)]),
-        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2",
+        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2 "
+                        f"--seed {seed} {PLACER_OPTS[family]}".rstrip(),
     }
     if family == "ice40":
         overrides["synth_opts"] = "-dsp"
@@ -224,6 +233,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "mem_size": spec.mem_size,
         "baud": top.baud,
         "uart_divisor": top.divisor,
+        "seed": seed,
         "target_mhz": round(top.freq_mhz, 3),
         "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= top.freq_mhz,
@@ -267,6 +277,8 @@ def add_build_parser(subparsers):
     p.add_argument("--allow-timing-failure", action="store_true",
                    help="keep going (exit 0) when Fmax is below the clock")
     p.add_argument("--out-dir", default="build/fpga", help="build directory (default build/fpga)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="nextpnr placer seed (default 1; Fmax varies by seed on large arrays)")
     p.add_argument("--synth-only", action="store_true",
                    help="stop after Yosys (netlist for scripts/timing_paths.py, cell counts)")
     p.set_defaults(func=cmd_build)
@@ -280,7 +292,7 @@ def cmd_build(args):
         report = build(args.board, rows=args.rows, cols=args.cols, freq=args.freq,
                        allow_timing_failure=args.allow_timing_failure, out_dir=args.out_dir,
                        requant_units=args.requant_units, synth_only=args.synth_only,
-                       multiplier=args.multiplier, floorplan=args.floorplan)
+                       multiplier=args.multiplier, floorplan=args.floorplan, seed=args.seed)
     except (TimingError, BuildError) as exc:
         print(f"tessera build: {exc}", file=sys.stderr)
         return 1

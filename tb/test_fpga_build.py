@@ -16,7 +16,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 
 from tessera.fpga.boards import BOARDS, REQUANT_UNIT_DSPS, BoardTop, board, ecp5_pll_parameters
-from tessera.fpga.build import BuildError, add_build_parser, build
+from tessera.fpga.build import PLACER_OPTS, BuildError, add_build_parser, build
 
 #: Pins of the USB-serial UART (rx, tx) and the oscillator of each board, from its schematic.
 PINS = {"ulx3s": ("M1", "L4", "G2"), "icebreaker": ("6", "9", "35")}
@@ -71,7 +71,7 @@ def test_build_command_line(monkeypatch, capsys):
     add_build_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build", "ulx3s", "--rows", "4", "--cols", "6", "--freq", "50",
                               "--allow-timing-failure", "--out-dir", "x", "--requant-units", "2",
-                              "--multiplier", "lut", "--floorplan", "on"])
+                              "--multiplier", "lut", "--floorplan", "on", "--seed", "7"])
     seen = {}
 
     def fake_build(name, **kwargs):
@@ -82,7 +82,7 @@ def test_build_command_line(monkeypatch, capsys):
     assert args.func(args) == 1
     assert seen == dict(board="ulx3s", rows=4, cols=6, freq=50.0, allow_timing_failure=True,
                         out_dir="x", requant_units=2, synth_only=False, multiplier="lut",
-                        floorplan="on")
+                        floorplan="on", seed=7)
     assert "not enough cells" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build", "de10"])
@@ -197,6 +197,14 @@ def test_bad_floorplan_choice(tmp_path):
     gc.collect()
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "3"])
+def test_bad_seed(tmp_path, seed):
+    """``build(seed=...)`` names a bad seed before any tool runs."""
+    with pytest.raises(ValueError, match=rf"seed must be a non-negative integer, not {seed!r}"):
+        build("ulx3s", rows=2, cols=2, out_dir=tmp_path, seed=seed)
+    assert not list(tmp_path.rglob("*.il"))
+
+
 def test_overfull_cells_are_named(tmp_path):
     """The "does not fit" message lists exactly the cell types nextpnr shows above 100 %."""
     from tessera.fpga.build import _overfull
@@ -237,6 +245,9 @@ def test_ulx3s_bitstream(tmp_path):
     # The DSP floorplan (asked for: by default a 2 x 2 build has none) found its 4 PE and 2 x 4
     # requantizer multipliers (the build's Yosys script fails if one is missing).
     assert report["floorplan"] == 12, report
+    # nextpnr ran with the seed and the ECP5 placer options.
+    script = (tmp_path / "ulx3s" / "build_tessera_ulx3s.sh").read_text()
+    assert report["seed"] == 1 and f"--seed 1 {PLACER_OPTS['ecp5']}" in script, script
 
 
 @pytest.mark.fpga
