@@ -1,0 +1,100 @@
+"""Sliced FIFO: a first-word-fall-through queue whose storage is split into slices, each with its
+own copy of the write enable and of both pointers.
+
+::
+
+    w_en[0] ─► [w_ptr copy 0] ─┐                     ┌─ [r_ptr copy 0] ◄─ pop
+    w_data[slice 0] ───────────┴─► storage slice 0 ──┴─► r_data[slice 0]
+      ...                              ...                   ...
+    w_en[k] ─► [w_ptr copy k] ─┐                     ┌─ [r_ptr copy k] ◄─ pop
+    w_data[slice k] ───────────┴─► storage slice k ──┴─► r_data[slice k]
+
+    level (w_en[0], pop) ──► r_rdy, w_rdy (registers)
+
+The same interface and timing as ``amaranth.lib.fifo.SyncFIFO`` (unbuffered: ``r_data`` is the
+storage's asynchronous read, valid while ``r_rdy``; a written entry is readable in the next
+cycle), except that ``w_en`` has one bit per slice: the writer gives every slice its own copy
+of the enable (registers it keeps apart), and must drive them all alike. A wide queue in
+distributed RAM is then written and read by pointer and enable registers beside each slice,
+not by one register driving every RAM cell across the die; the storage's cells of one slice
+are all that a pointer copy reaches. (On a device without distributed RAM the storage is
+flip-flops, as SyncFIFO's would be.)
+
+``r_rdy`` and ``w_rdy`` are registers. Writing while ``w_rdy`` is low, or popping (``r_en``)
+while ``r_rdy`` is low, does nothing.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .util import REPLICA, check_dimension
+
+__all__ = ["SlicedFIFO"]
+
+
+class SlicedFIFO(wiring.Component):
+    """``depth`` entries of ``slices * slice_width`` bits.
+
+    Members: ``w_en`` (In, ``slices`` bits, all equal), ``w_data`` (In), ``w_rdy`` (Out),
+    ``r_en`` (In), ``r_data`` (Out), ``r_rdy`` (Out), ``level`` (Out, entries held).
+    """
+
+    def __init__(self, *, slice_width, slices, depth):
+        self.slice_width = check_dimension("slice_width", slice_width, maximum=4096)
+        self.slices = check_dimension("slices", slices, maximum=1024)
+        self.depth = check_dimension("depth", depth, maximum=4096)
+        self.width = slice_width * slices
+        super().__init__({
+            "w_en":   In(slices),
+            "w_data": In(self.width),
+            "w_rdy":  Out(1, init=1),
+            "r_en":   In(1),
+            "r_data": Out(self.width),
+            "r_rdy":  Out(1),
+            "level":  Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth, width = self.depth, self.slice_width
+
+        def advance(pointer):
+            return Mux(pointer == depth - 1, 0, pointer + 1)
+
+        write = Signal()
+        pop = Signal()
+        m.d.comb += [write.eq(self.w_en[0] & self.w_rdy), pop.eq(self.r_en & self.r_rdy)]
+        # ``level`` and its flags; the flags are set from comparisons of the level itself.
+        # ``w_rdy`` has a copy per slice (``room``), loaded alike, for the slices' write enables.
+        room = [Signal(name=f"room{REPLICA}{i}", init=1) for i in range(self.slices)]
+        with m.If(write & ~pop):
+            m.d.sync += [self.level.eq(self.level + 1), self.r_rdy.eq(1)]
+            m.d.sync += [flag.eq(self.level != depth - 1) for flag in [self.w_rdy, *room]]
+        with m.Elif(pop & ~write):
+            m.d.sync += [self.level.eq(self.level - 1), self.r_rdy.eq(self.level != 1)]
+            m.d.sync += [flag.eq(1) for flag in [self.w_rdy, *room]]
+
+        outputs = []
+        for i in range(self.slices):
+            storage = Memory(shape=width, depth=depth, init=[])
+            m.submodules[f"storage_{i}"] = storage
+            wr = storage.write_port()
+            rd = storage.read_port(domain="comb")
+            w_ptr = Signal(range(depth), name=f"w_ptr{REPLICA}{i}")
+            r_ptr = Signal(range(depth), name=f"r_ptr{REPLICA}{i}")
+            # This slice's copy of the write decision, from its own enable and ``room`` copy.
+            slice_write = self.w_en[i] & room[i]
+            m.d.comb += [
+                wr.addr.eq(w_ptr), wr.data.eq(self.w_data[i * width:(i + 1) * width]),
+                wr.en.eq(slice_write),
+                rd.addr.eq(r_ptr),
+            ]
+            with m.If(slice_write):
+                m.d.sync += w_ptr.eq(advance(w_ptr))
+            with m.If(pop):
+                m.d.sync += r_ptr.eq(advance(r_ptr))
+            outputs.append(rd.data)
+        m.d.comb += self.r_data.eq(Cat(*outputs))
+        return m
