@@ -404,22 +404,36 @@ class Tessera(wiring.Component):
             spad.write.addr.eq(row_q.row),
             spad.write.data.as_value().eq(row_q.data.as_value()[:8 * lanes]),
             spad.write.en.eq(spad_dma_write),
-            exe.acc_write_ready.eq(~acc_dma_write),
         ]
-        with m.If(acc_dma_write):
+        # The accumulator's rows take one more register stage, a copy of the row per 32-bit lane
+        # (``acc_row_i``) with a copy of the write flag per lane for its multiplexer: the row
+        # register sits by the DMA, the accumulator's lanes and their input registers spread
+        # over the die (106 endpoints of up to 12.4 ns from ``row_q`` in a routed 12 x 12).
+        # EXEC's results wait while the DMA's row uses the port.
+        acc_row = [Signal(32, name=f"acc_row_{i}", reset_less=True) for i in range(lanes)]
+        acc_row_addr = Signal.like(row_q.row, reset_less=True)
+        acc_dma_write_q = Signal()
+        acc_dma_lane = [Signal(name=f"acc_dma_write{REPLICA}{i}") for i in range(lanes)]
+        m.d.sync += [acc_row[i].eq(row_q.data.as_value()[32 * i:32 * i + 32])
+                     for i in range(lanes)]
+        m.d.sync += acc_row_addr.eq(row_q.row)
+        m.d.engines += [flag.eq(acc_dma_write) for flag in [acc_dma_write_q, *acc_dma_lane]]
+        m.d.comb += exe.acc_write_ready.eq(~acc_dma_write_q)
+        with m.If(acc_dma_write_q):
             m.d.comb += [
-                acc.write.addr.eq(row_q.row),
-                acc.write.data.as_value().eq(row_q.data.as_value()),
+                acc.write.addr.eq(acc_row_addr),
                 acc.write.mode.eq(WriteMode.OVERWRITE),
                 acc.write.en.eq(1),
             ]
         with m.Else():
             m.d.comb += [
                 acc.write.addr.eq(exe.acc_write.addr),
-                acc.write.data.eq(exe.acc_write.data),
                 acc.write.mode.eq(exe.acc_write.mode),
                 acc.write.en.eq(exe.acc_write.en),
             ]
+        for i in range(lanes):
+            m.d.comb += acc.write.data[i].eq(Mux(acc_dma_lane[i], acc_row[i],
+                                                 exe.acc_write.data[i]))
 
         # --- scratchpad reads: EXEC (both ports) or the DMA hook's store path (port A) -------------
         req = dma.row_read_req
