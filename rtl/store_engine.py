@@ -22,6 +22,7 @@ from .dma_descriptor import Buffer, Direction, DmaDescriptor
 from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
 from .isa import Opcode
 from .requant import SHIFT
+from .util import REPLICA
 
 __all__ = ["StoreEngine"]
 
@@ -87,18 +88,22 @@ class StoreEngine(wiring.Component):
         # STORE later, many cycles after the CONFIG's tokens are pushed.
         latch_multipliers = Signal()
         latch_shifts = Signal()
-        load_multipliers = Signal()
         load_shifts = Signal()
         row = Signal.like(self.acc_data, reset_less=True)
         below = Signal(self.lanes, reset_less=True)       # lane < -31
         above = Signal(self.lanes, reset_less=True)       # lane > 30
-        m.d.sync += [load_multipliers.eq(latch_multipliers), load_shifts.eq(latch_shifts),
-                     row.eq(self.acc_data)]
+        m.d.sync += [load_shifts.eq(latch_shifts), row.eq(self.acc_data)]
         for lane in range(self.lanes):
             value = self.acc_data[lane]
             m.d.sync += [below[lane].eq(value < -31), above[lane].eq(value > 30)]
-        with m.If(load_multipliers):
-            m.d.sync += self.multiplier.eq(row)
+        # The multipliers' enable, one copy per lane (each loads that lane's 32 bits: the lanes
+        # go to requantizer units far apart; one enable register for all was 187 routed
+        # endpoints of up to 11.4 ns in a 12 x 12).
+        load_lane = [Signal(name=f"load_multiplier{REPLICA}{lane}") for lane in range(self.lanes)]
+        m.d.sync += [flag.eq(latch_multipliers) for flag in load_lane]
+        for lane in range(self.lanes):
+            with m.If(load_lane[lane]):
+                m.d.sync += self.multiplier[lane].eq(row[lane])
         with m.If(load_shifts):
             for lane in range(self.lanes):
                 m.d.sync += self.shift[lane].eq(
