@@ -6,7 +6,7 @@ pseudo-dual-port mode, iCE40 EBR) instead of flip-flops. It is split into *group
 its own memory with its own copies of the address registers, so that no register drives the
 address or enable inputs of every block RAM of the buffer across the die::
 
-                       IN      GROUP (a copy per group)   RAM                OUT     FAR
+                       IN      GROUP (a copy per group)   RAM (+ output reg) OUT     FAR
     write addr/en  ─► [reg] ──┬─► [addr, en replica] ─┐
     write data     ─► [reg] ──┼─► [group's lanes]     ├─► Memory (group g) ─┐
     read addr      ─► [reg] ──┼─► [addr replica] ─────┤   one write port,   ├─► [reg] ─► [reg] ─► read
@@ -16,9 +16,9 @@ A group is as many lanes as one block RAM holds side by side at this depth (16 K
 depth 2048 or more, four for 512 or less; see :func:`group_lanes`). The block RAMs read in every
 cycle (their read ports have no enable: an enable would be one more net to every block RAM), so a
 port has no ``en``: ``read.data`` is the row at ``read.addr`` of ``read_latency`` (5) cycles
-earlier, and readers keep track of which cycles they asked for. OUT takes the block RAM's slow
-clock-to-out (and the read-during-write bypass that synthesis adds in front of it) and has no
-other load than FAR, so it can sit beside the block RAM; FAR carries the row to the readers.
+earlier, and readers keep track of which cycles they asked for. The block RAM reads into its own
+output register; OUT takes that register's slow clock-to-out and has no other load than FAR, so
+it can sit beside the block RAM; FAR carries the row to the readers.
 
 ``read`` and ``read_b`` are identical, independent read ports: the tensor core's activation stream
 uses one and its weight stream the other, so the next weight tile is read while activations stream.
@@ -28,13 +28,16 @@ Timing (every request passes the same registers, so the ports see each other as 
 none)::
 
     cycle        t                 t+1 .. t+4        t+5
-    write        addr, data, en    (registers)       row stored (visible to reads issued from t on)
-    read         addr              (registers)       data = row including a write issued in cycle t
+    write        addr, data, en    (registers)       row stored (visible to reads issued after t)
+    read         addr              (registers)       data = row with every write issued before t
 
-A read and a write of the same row in the same cycle return the *new* contents: the read ports are
-transparent. ECP5 block RAM leaves such a collision undefined, so Yosys adds a bypass either way;
-write-through is the cheaper of the two and the more useful. Addresses at or above ``depth`` are
-not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
+A read of the row written in the same cycle is undefined: the block RAM sees both at the same
+clock edge, which ECP5 leaves undefined, and the memories are marked ``no_rw_check`` so that
+Yosys adds no bypass logic for it (Amaranth's simulation returns the old row). No client does
+that: the engines' tokens order a LOAD's writes before the reads of its rows, many cycles apart.
+(Until the eleventh session the ports were transparent, and the bypass Yosys built for that sat
+between every block RAM and its output register.) Addresses at or above ``depth`` are not allowed
+(the DMA checks them, ``DmaError.SRAM_RANGE``).
 
 Both ports take one row per cycle and never stall. Software (the compiler) double-buffers by
 address, so the DMA fills one half while the tensor core reads the other.
@@ -156,22 +159,28 @@ class Scratchpad(wiring.Component):
             width = 8 * len(lanes)
             g_data = Signal(width, name=f"write_data_{g}", reset_less=True)
             m.d.sync += g_data.eq(w_data[8 * lanes.start:8 * lanes.stop])
-            memory = Memory(shape=width, depth=self.depth, init=[])
+            # The read ports are asynchronous, their address from the GROUP copies; synthesis
+            # takes the first register after the read data (RAM) into the block RAM as its
+            # output register. ``no_rw_check`` tells Yosys that a read and a write of the same
+            # row at the same clock edge never matter, so it adds no bypass logic between the
+            # block RAM and OUT (for the transparent ports used before it added a comparator and
+            # a multiplexer there: 200 LUTs for four lanes, 11.3 ns in a routed 12 x 12).
+            memory = Memory(shape=width, depth=self.depth, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"memory_{g}"] = memory
             wr = memory.write_port()
-            rd = memory.read_port(transparent_for=(wr,))
-            rd_b = memory.read_port(transparent_for=(wr,))
+            rd = memory.read_port(domain="comb")
+            rd_b = memory.read_port(domain="comb")
             m.d.comb += [
                 wr.addr.eq(g_w_addr[g]), wr.data.eq(g_data), wr.en.eq(g_w_en[g]),
-                rd.addr.eq(g_r_addr[g]), rd.en.eq(1),
-                rd_b.addr.eq(g_rb_addr[g]), rd_b.en.eq(1),
+                rd.addr.eq(g_r_addr[g]), rd_b.addr.eq(g_rb_addr[g]),
             ]
-            # OUT: the block RAM's slow clock-to-out ends at a flip-flop beside it; FAR: the
-            # register that drives the readers.
+            # RAM: the block RAM's own output register; OUT: the block RAM's slow clock-to-out
+            # ends at a flip-flop beside it; FAR: the register that drives the readers.
             for port, outputs, name in ((rd, read_data, "read"), (rd_b, read_b_data, "read_b")):
+                ram = Signal(width, name=f"{name}_ram_{g}", reset_less=True)
                 out = Signal(width, name=f"{name}_out_{g}", reset_less=True)
                 far = Signal(width, name=f"{name}_data_{g}", reset_less=True)
-                m.d.sync += [out.eq(port.data), far.eq(out)]
+                m.d.sync += [ram.eq(port.data), out.eq(ram), far.eq(out)]
                 outputs.append(far)
         m.d.comb += [self.read.data.eq(Cat(*read_data)),
                      self.read_b.data.eq(Cat(*read_b_data))]

@@ -46,7 +46,8 @@ def simulate(dut, bench, name):
 # --- scratchpad ----------------------------------------------------------------------------------
 
 class ScratchpadModel:
-    """numpy model: rows of int8; a read sees a write of the same cycle (transparent port)."""
+    """numpy model: rows of int8; a read sees the writes of earlier cycles (a read of the row
+    written in the same cycle is undefined on an FPGA and not checked)."""
     def __init__(self, lanes, depth):
         self.rows = np.zeros((depth, lanes), np.int8)
 
@@ -68,9 +69,11 @@ def scratchpad_data(ctx, port, lanes):
 
 @pytest.mark.parametrize("lanes,depth", [(1, 1), (4, 16), (8, 512), (3, 37), (6, 4096)])
 def test_scratchpad_random(lanes, depth, seed):
-    """Random writes and reads on both ports (hot rows, collisions, idle write cycles) against
-    the numpy model: each port's data is the row at its address of ``read_latency`` cycles
-    earlier, including a write of that same cycle. (Depth 4096 has one lane per memory.)"""
+    """Random writes and reads on both ports (hot rows, reads right after writes, idle write
+    cycles) against the numpy model: each port's data is the row at its address of
+    ``read_latency`` cycles earlier, with every write of an earlier cycle. A read of the row
+    written in the same cycle (undefined on an FPGA) is not checked. (Depth 4096 has one lane
+    per memory.)"""
     rng = np.random.default_rng(seed)
     dut = Scratchpad(lanes=lanes, depth=depth)
     assert dut.read_latency == 5
@@ -80,7 +83,7 @@ def test_scratchpad_random(lanes, depth, seed):
     model = ScratchpadModel(lanes, depth)
     hot = rng.integers(0, depth, size=3)
     expected = []            # per cycle: the rows the two ports must show read_latency later
-    checked = {"reads": 0}
+    checked = {"reads": 0, "collisions": 0}
 
     def address():
         return int(rng.choice(hot)) if rng.random() < 0.5 else int(rng.integers(0, depth))
@@ -92,24 +95,32 @@ def test_scratchpad_random(lanes, depth, seed):
                 write = (address(), rng.integers(-128, 128, size=lanes))
             read, read_b = address(), address()
             await scratchpad_cycle(ctx, dut, write, read, read_b)
+            # The rows the reads must return (None: the row written in this same cycle).
+            collide = [write is not None and write[0] == addr for addr in (read, read_b)]
+            expected.append([None if hit else model.rows[addr].tolist()
+                             for hit, addr in zip(collide, (read, read_b))])
             if write is not None:
                 model.rows[write[0]] = write[1]
-            expected.append((model.rows[read].tolist(), model.rows[read_b].tolist()))
             # Now in cycle + 1: the data of the requests of cycle + 1 - read_latency.
             asked = cycle + 1 - dut.read_latency
             if asked >= 0:
                 got = (scratchpad_data(ctx, dut.read, lanes),
                        scratchpad_data(ctx, dut.read_b, lanes))
-                assert got == expected[asked], (f"cycle {cycle + 1}: read data {got}, expected "
-                                                f"{expected[asked]} (seed {seed})")
-                checked["reads"] += 1
+                for port, (value, want) in enumerate(zip(got, expected[asked])):
+                    if want is None:
+                        checked["collisions"] += 1
+                        continue
+                    assert value == want, (f"cycle {cycle + 1}: port {port} read {value}, "
+                                           f"expected {want} (seed {seed})")
+                    checked["reads"] += 1
 
     simulate(dut, bench, f"scratchpad_random_{lanes}x{depth}")
-    assert checked["reads"] > 1400, checked
+    assert checked["reads"] + checked["collisions"] > 2900 and checked["reads"] > 1000, checked
 
 
 def test_scratchpad_collision_and_extremes(seed):
-    """Same-cycle read of the row being written returns the new row; -128/127 survive."""
+    """A read issued the cycle after a write of the same row returns the new row (on both
+    ports); -128/127 survive."""
     dut = Scratchpad(lanes=4, depth=8)
 
     async def bench(ctx):
@@ -117,10 +128,12 @@ def test_scratchpad_collision_and_extremes(seed):
             for _ in range(dut.read_latency - 1):
                 await scratchpad_cycle(ctx, dut, read=7, read_b=7)
 
-        await scratchpad_cycle(ctx, dut, write=(5, [1, 2, 3, 4]), read=5, read_b=5)
+        await scratchpad_cycle(ctx, dut, write=(5, [1, 2, 3, 4]), read=7, read_b=7)
+        await scratchpad_cycle(ctx, dut, read=5, read_b=5)
         await settle()
         assert scratchpad_data(ctx, dut.read, 4) == [1, 2, 3, 4]
-        await scratchpad_cycle(ctx, dut, write=(5, [-128, 127, -1, 0]), read=5, read_b=5)
+        await scratchpad_cycle(ctx, dut, write=(5, [-128, 127, -1, 0]), read=7, read_b=7)
+        await scratchpad_cycle(ctx, dut, read=5, read_b=5)
         await settle()
         assert scratchpad_data(ctx, dut.read, 4) == [-128, 127, -1, 0]
         assert scratchpad_data(ctx, dut.read_b, 4) == [-128, 127, -1, 0]
@@ -389,6 +402,9 @@ def test_synth_block_ram(name, synth_results):
     assert large["ff"] - small["ff"] <= 32 + replicas(4 * depth) - replicas(depth), report
     # The pipeline holds a few rows (accumulator: IN, S1/S2 data, two RAM output registers, S3,
     # H4 and its copy for the RAM, H5, read data = 10 rows, and Yosys's read-during-write
-    # bypass keeps a row per read port): a fixed multiple of a row, never a multiple of the
-    # depth.
+    # bypass keeps a row per read port; scratchpad: IN, GROUP and OUT, FAR per port = 6 rows):
+    # a fixed multiple of a row, never a multiple of the depth.
     assert small["ff"] < 13 * bits, report
+    if cls is Scratchpad:
+        # No read-during-write bypass (``no_rw_check``): no logic between block RAM and OUT.
+        assert small["lut"] <= 2 and large["lut"] <= 2, report
