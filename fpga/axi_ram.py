@@ -50,7 +50,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
 from tessera.rtl.register_slice import RegisterSlice
-from tessera.rtl.util import REPLICA
+from tessera.rtl.util import replicate
 
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
            "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
@@ -236,13 +236,10 @@ class AxiRam(wiring.Component):
         # of a large memory spread over the die: one address register for all of them was
         # 13.7 ns of routing to the farthest in a routed 12 x 12 board design).
         copies = self.data_width // 16
-        ram_addr = [Signal.like(addr, name=f"ram_addr{REPLICA}{i}", reset_less=True)
-                    for i in range(copies)]
-        ram_read = [Signal(name=f"ram_read{REPLICA}{i}") for i in range(copies)]
+        ram_addr = replicate(m, addr, copies, "ram_addr", reset_less=True)
+        ram_read = replicate(m, read_en, copies, "ram_read")
         ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata, reset_less=True)
         ram_rdata = Signal.like(rdata)
-        m.d.sync += [copy.eq(addr) for copy in ram_addr]
-        m.d.sync += [copy.eq(read_en) for copy in ram_read]
         m.d.sync += [ram_write.eq(write_en), ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
         self.resolved_storage(platform)(m, ram_addr, ram_read, ram_write, ram_wdata, ram_rdata)
         # AXI write beats enter through a register slice: WREADY is a flip-flop, and the

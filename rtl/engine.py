@@ -13,14 +13,14 @@ from starting anything new and empties its queue; what it is executing runs to i
 memory bus is always left idle and legal.
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Module, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import DmaError
 from .isa import QUEUE_DEPTH, Instruction, ProgramError
-from .util import REPLICA
+from .util import REPLICA, wrap_increment
 
 __all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX", "attach_queue",
            "take_head", "dma_states"]
@@ -163,9 +163,9 @@ class InstructionQueue(wiring.Component):
                 read.addr.eq(r_ptr), read.en.eq(load_head),
             ]
             with m.If(in_valid):
-                m.d.sync += w_ptr.eq(Mux(w_ptr == depth - 1, 0, w_ptr + 1))
+                m.d.sync += w_ptr.eq(wrap_increment(w_ptr, depth))
             with m.If(load_head):
-                m.d.sync += r_ptr.eq(Mux(r_ptr == depth - 1, 0, r_ptr + 1))
+                m.d.sync += r_ptr.eq(wrap_increment(r_ptr, depth))
             heads.append(read.data)
         m.d.comb += self.head.as_value().eq(Cat(*heads))
         with m.If(in_valid & ~load_head):

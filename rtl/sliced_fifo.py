@@ -24,12 +24,12 @@ flip-flops, as SyncFIFO's would be.)
 while ``r_rdy`` is low, does nothing.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .util import REPLICA, check_dimension
+from .util import REPLICA, check_dimension, wrap_increment
 
 __all__ = ["SlicedFIFO"]
 
@@ -60,9 +60,6 @@ class SlicedFIFO(wiring.Component):
         m = Module()
         depth, width = self.depth, self.slice_width
 
-        def advance(pointer):
-            return Mux(pointer == depth - 1, 0, pointer + 1)
-
         write = Signal()
         pop = Signal()
         m.d.comb += [write.eq(self.w_en[0] & self.w_rdy), pop.eq(self.r_en & self.r_rdy)]
@@ -92,9 +89,9 @@ class SlicedFIFO(wiring.Component):
                 rd.addr.eq(r_ptr),
             ]
             with m.If(slice_write):
-                m.d.sync += w_ptr.eq(advance(w_ptr))
+                m.d.sync += w_ptr.eq(wrap_increment(w_ptr, depth))
             with m.If(pop):
-                m.d.sync += r_ptr.eq(advance(r_ptr))
+                m.d.sync += r_ptr.eq(wrap_increment(r_ptr, depth))
             outputs.append(rd.data)
         m.d.comb += self.r_data.eq(Cat(*outputs))
         return m

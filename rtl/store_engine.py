@@ -22,7 +22,7 @@ from .dma_descriptor import Buffer, Direction, DmaDescriptor
 from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
 from .isa import Opcode
 from .requant import SHIFT
-from .util import REPLICA
+from .util import replicate
 
 __all__ = ["StoreEngine"]
 
@@ -99,8 +99,7 @@ class StoreEngine(wiring.Component):
         # The multipliers' enable, one copy per lane (each loads that lane's 32 bits: the lanes
         # go to requantizer units far apart; one enable register for all was 187 routed
         # endpoints of up to 11.4 ns in a 12 x 12).
-        load_lane = [Signal(name=f"load_multiplier{REPLICA}{lane}") for lane in range(self.lanes)]
-        m.d.sync += [flag.eq(latch_multipliers) for flag in load_lane]
+        load_lane = replicate(m, latch_multipliers, self.lanes, "load_multiplier")
         for lane in range(self.lanes):
             with m.If(load_lane[lane]):
                 m.d.sync += self.multiplier[lane].eq(row[lane])

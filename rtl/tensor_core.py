@@ -36,7 +36,7 @@ sign-extended to int32. Accumulation across tiles (K > rows) happens outside the
 accumulator, with int32 wrap-around as defined in ``tessera.sim.golden``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -44,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 from .multiplier import LATENCY, check_primitive
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
 from .register_slice import RegisterSlice
-from .util import REPLICA, check_dimension, delay, replicate, zero_unless
+from .util import REPLICA, check_dimension, delay, replicate, wrap_increment, zero_unless
 
 __all__ = ["TensorCore", "ActivationRow", "ResultRow", "WeightRow"]
 
@@ -129,7 +129,7 @@ class TensorCore(wiring.Component):
             tile_loaded.eq(w_accept & (load_row == rows - 1)),
         ]
         with m.If(w_accept):
-            m.d.sync += load_row.eq(Mux(load_row == rows - 1, 0, load_row + 1))
+            m.d.sync += load_row.eq(wrap_increment(load_row, rows))
             with m.If(tile_loaded):
                 m.d.sync += load_bank.eq(~load_bank)
 

@@ -66,7 +66,7 @@ from .requant import Requantizer, check_units
 from .scratchpad import Scratchpad
 from .sliced_fifo import SlicedFIFO
 from .store_engine import StoreEngine
-from .util import REPLICA, delay, replicate
+from .util import delay, replicate
 
 __all__ = ["Tessera"]
 
@@ -413,11 +413,11 @@ class Tessera(wiring.Component):
         acc_row = [Signal(32, name=f"acc_row_{i}", reset_less=True) for i in range(lanes)]
         acc_row_addr = Signal.like(row_q.row, reset_less=True)
         acc_dma_write_q = Signal()
-        acc_dma_lane = [Signal(name=f"acc_dma_write{REPLICA}{i}") for i in range(lanes)]
+        acc_dma_lane = replicate(m, acc_dma_write, lanes, "acc_dma_write", domain="engines")
         m.d.sync += [acc_row[i].eq(row_q.data.as_value()[32 * i:32 * i + 32])
                      for i in range(lanes)]
         m.d.sync += acc_row_addr.eq(row_q.row)
-        m.d.engines += [flag.eq(acc_dma_write) for flag in [acc_dma_write_q, *acc_dma_lane]]
+        m.d.engines += acc_dma_write_q.eq(acc_dma_write)
         m.d.comb += exe.acc_write_ready.eq(~acc_dma_write_q)
         with m.If(acc_dma_write_q):
             m.d.comb += [
@@ -528,9 +528,8 @@ class Tessera(wiring.Component):
                                         "raw_read"), lanes, "fifo_from_acc")
         fifo_in = [Signal(32, name=f"fifo_in_{i}", reset_less=True) for i in range(lanes)]
         # Whether ``fifo_in`` holds a row: one copy per lane, the FIFO's slice enables.
-        fifo_in_valid = [Signal(name=f"fifo_in_valid{REPLICA}{i}") for i in range(lanes)]
-        m.d.engines += [valid.eq(spad_valid | (acc_valid & ~requant) | rq.o_valid)
-                        for valid in fifo_in_valid]
+        fifo_in_valid = replicate(m, spad_valid | (acc_valid & ~requant) | rq.o_valid, lanes,
+                                  "fifo_in_valid", domain="engines")
         spad_row = spad.read.data.as_value()
         acc_row = acc.read.data.as_value()
         rq_row = rq.o_data.as_value()

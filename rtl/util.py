@@ -3,7 +3,7 @@ replicas."""
 
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["REPLICA", "check_dimension", "delay", "replicate", "zero_unless"]
+__all__ = ["REPLICA", "check_dimension", "delay", "replicate", "wrap_increment", "zero_unless"]
 
 #: Name infix of the registers made by :func:`replicate` (the FPGA build selects them by it).
 REPLICA = "_replica"
@@ -23,6 +23,11 @@ def zero_unless(condition, value):
     return Mux(condition, value, 0)
 
 
+def wrap_increment(value, modulus):
+    """``value + 1``, or 0 when ``value`` is ``modulus - 1`` (a pointer or index that wraps)."""
+    return Mux(value == modulus - 1, 0, value + 1)
+
+
 def delay(m, value, cycles, name, *, reset_less=False):
     """Return ``value`` delayed by ``cycles`` registers (named ``{name}_0`` ...) added to ``m``.
 
@@ -37,8 +42,8 @@ def delay(m, value, cycles, name, *, reset_less=False):
     return value
 
 
-def replicate(m, value, copies, name, *, reset_less=False):
-    """Return ``copies`` registers that all take ``value`` (a cycle later), named
+def replicate(m, value, copies, name, *, reset_less=False, domain="sync"):
+    """Return ``copies`` registers of ``domain`` that all take ``value`` (a cycle later), named
     ``{name}_replica{i}``: copies of a signal with many loads spread over the die, one copy per
     group of loads, so that the placer can put each copy beside its group and no net crosses the
     die with hundreds of loads. Synthesis would merge identical flip-flops back into one; the FPGA
@@ -46,6 +51,6 @@ def replicate(m, value, copies, name, *, reset_less=False):
     regs = []
     for i in range(copies):
         reg = Signal(value.shape(), name=f"{name}{REPLICA}{i}", reset_less=reset_less)
-        m.d.sync += reg.eq(value)
+        m.d[domain] += reg.eq(value)
         regs.append(reg)
     return regs
