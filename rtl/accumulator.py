@@ -17,32 +17,38 @@ Everything else is a short pipeline whose size does not depend on ``depth``::
     PORT (cycle t)  [request]                                             [request]
     IN (t+1)        [request] (+ a copy of the address per lane)          [request] (+ copies)
                         │                                                      │
-    S0 (t+2)            ├──── ACCUMULATE? ── RAM read port 0   RAM read port 1 ◄┘
-                        ▼                         │
-    S1 (t+3)        [request]               [RAM read data]    (block RAM output)
-                        ▼                         ▼
-    S2 (t+4)        [request]               [rdata]            (register: keeps the RAM's slow
-                        │                         │             clock-to-out off the adder path)
-                        │                         │
-                        ├─► rdata + data, S3 + data, H4 + data, H5 + data (four adders)
-                        │   forward: the newest of S3, H4, H5 with the same address, else rdata
-                        ├─► sum = forwarded sum (ACCUMULATE) or data (OVERWRITE)  old ──► [read.data]
-                        ▼                                                                 (t+5)
+    S0 (t+2)            ├──── RAM read port 0                  RAM read port 1 ◄┘
+                        ▼          │                                 │
+    S1 (t+3)        [request]   [RAM data] (block RAM's register) [RAM data]
+                        ▼          ▼                                 ▼
+    S2 (t+4)        [request]   [rdata]                           [rdata_ext]
+                        │          │                                 │
+                        ├─► old + data, S3 + data, H4 + data, H5 + data, H6 + data (five adders;
+                        │   old: rdata if ACCUMULATE, else 0)
+                        │   forward: the newest of S3 .. H6 with the same address (ACCUMULATE
+                        │   only), else old + data                   old ──► [read.data] (t+5)
+                        ▼
     S3 (t+5)        [sum]
     H4              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
                           (with per-lane copies of the address and enable)
-    H5              [sum] one more cycle later (written, but after the read of a younger request)
+    H5, H6          [sum] one and two more cycles later (for forwarding only)
 
 The PORT registers take both ports' requests as they come, the IN registers (with the per-lane
-address copies) take them from PORT, so the block RAMs' address inputs and bypass comparators start
-at flip-flops loaded from flip-flops, not at the writer's or reader's logic; from S0 on, times are
-counted from S0. Consistency: a write in S0 in cycle t is committed to the RAM at the end of cycle
-t+4, but every access behaves as if writes took effect in issue order, one per cycle. The RAM read
-port is transparent (a read sees a write to the same row in the same cycle), so a RAM read in S0 in
-cycle t sees the writes that were in S0 up to cycle t-4; those of cycles t-3, t-2 and t-1 are in
-H5, H4 and S3 when the request reaches S2 and are forwarded from there, newest first. So
-back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port returns a
-row including every write issued in an *earlier* cycle.
+address copies) take them from PORT, so the block RAMs' address inputs and the forwarding
+comparators start at flip-flops loaded from flip-flops, not at the writer's or reader's logic;
+from S0 on, times are counted from S0. Consistency: a write in S0 in cycle t is committed to the
+RAM at the end of cycle t+4, but every access behaves as if writes took effect in issue order,
+one per cycle. A RAM read in S0 in cycle t sees the writes committed up to the end of cycle t-1
+(those that were in S0 up to cycle t-5); a read of a row written at the same clock edge may
+return either row (ECP5 block RAM leaves it undefined, and the memories are marked
+``no_rw_check`` so that Yosys adds no bypass logic; simulation returns the old row). The writes
+of cycles t-4 .. t-1 are in H6, H5, H4 and S3 when the request reaches S2 and are forwarded from
+there, newest first, whatever the RAM returned. So back-to-back ACCUMULATEs to the same row are
+exact, at any distance, and the read port returns a row including every write issued in an
+*earlier* cycle. An OVERWRITE takes no forwarded row: its old row is zero (not the RAM's) and its
+data is added to that. The RAM data registers (S1's in the block RAM, S2's ``rdata``) are plain
+registers, so that the FPGA build moves S2's into the block RAM as its output register
+(``tessera.fpga.bram_outreg``).
 
 Rules of the ports (both accept at most one request per cycle):
 
@@ -50,7 +56,7 @@ Rules of the ports (both accept at most one request per cycle):
 * ``read`` has its own RAM read port and never stalls: ``read.ready`` is always high (kept so that
   readers are written for a port that may stall). A read and a write of the same row in the same
   cycle return the row *before* that write; a read sees every write issued in an earlier cycle
-  (forwarded from S3/H4/H5 like the read-modify-write).
+  (forwarded from S3 .. H6 like the read-modify-write).
 * ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (5) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
@@ -158,12 +164,13 @@ class Accumulator(wiring.Component):
         # all of their address inputs was a long route (routed 12 x 12: 12 ns to an address).
         # Each memory has a write port and two read ports: one for the read-modify-write of
         # ACCUMULATE, one for the ``read`` port, so the store path never waits for the tensor
-        # core (Yosys duplicates the block RAM for the second one). Both are transparent: ECP5
-        # block RAM leaves a same-row read/write collision undefined, so Yosys adds a bypass for
-        # either choice; transparency lets that bypass replace one history stage. The RAM read
-        # ports read in every cycle (the stages' flags say which data is used): with an enable,
-        # the block RAMs' output and bypass registers get a clock enable behind the request
-        # logic (16 ns in a routed 12 x 12).
+        # core (Yosys duplicates the block RAM for the second one). Neither is transparent: a
+        # same-row read/write collision is left undefined and covered by forwarding from H6
+        # (until the twelfth session they were, and the bypass Yosys built for that sat between
+        # every block RAM and S2: up to 10.9 ns in a routed 12 x 12). The RAM read ports read in
+        # every cycle (the stages' flags say which data is used): with an enable, the block RAMs'
+        # output registers get a clock enable behind the request logic (16 ns in a routed
+        # 12 x 12).
         # --- PORT, IN: both ports' requests, registered twice ------------------------------------
         # PORT takes the requests as they come, next to the writer's and reader's logic; IN
         # holds them again, with a copy of the RAM addresses per lane, so the per-lane copies
@@ -196,15 +203,19 @@ class Accumulator(wiring.Component):
         rmw_addr = replicate(m, p_w_addr, lanes, "rmw_addr", reset_less=True)
         ext_addr = replicate(m, p_r_addr, lanes, "ext_addr", reset_less=True)
 
+        # The read ports are asynchronous, their address from the per-lane copies; synthesis
+        # takes the register after the read data (``s1_ram``) into the block RAM. ``no_rw_check``:
+        # a read and a write of the same row at the same clock edge may return either row (ECP5
+        # leaves it undefined), so Yosys adds no bypass logic between the block RAM and S2; the
+        # forwarding from H6 covers that case (see the module doc).
         memories = []
         for i in range(lanes):
-            memory = Memory(shape=LANE, depth=self.depth, init=[])
+            memory = Memory(shape=LANE, depth=self.depth, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"memory_{i}"] = memory
             wr = memory.write_port()
-            rd = memory.read_port(transparent_for=(wr,))
-            rd_ext = memory.read_port(transparent_for=(wr,))
-            m.d.comb += [rd.addr.eq(rmw_addr[i]), rd.en.eq(1),
-                         rd_ext.addr.eq(ext_addr[i]), rd_ext.en.eq(1)]
+            rd = memory.read_port(domain="comb")
+            rd_ext = memory.read_port(domain="comb")
+            m.d.comb += [rd.addr.eq(rmw_addr[i]), rd_ext.addr.eq(ext_addr[i])]
             memories.append((wr, rd, rd_ext))
 
         # --- S0: requests ---------------------------------------------------------------------
@@ -230,29 +241,39 @@ class Accumulator(wiring.Component):
         s2 = stage("s2", {field: value for field, value in s1.items() if field != "acc"})
 
         # --- S1 -> S2: register the RAM output (keeps the RAM's slow clock-to-out off the adders)
+        # Plain registers, so that the FPGA build can move them into the block RAMs as their
+        # output registers (tessera.fpga.bram_outreg).
         rdata = [Signal(LANE, name=f"s2_rdata_{i}", reset_less=True) for i in range(lanes)]
         rdata_ext = [Signal(LANE, name=f"s2_rdata_ext_{i}", reset_less=True)
                      for i in range(lanes)]
         for i, (_, rd, rd_ext) in enumerate(memories):
-            m.d.sync += [rdata[i].eq(rd.data), rdata_ext[i].eq(rd_ext.data)]
+            ram = Signal(LANE, name=f"s1_ram_{i}", reset_less=True)
+            ram_ext = Signal(LANE, name=f"s1_ram_ext_{i}", reset_less=True)
+            m.d.sync += [ram.eq(rd.data), ram_ext.eq(rd_ext.data),
+                         rdata[i].eq(ram), rdata_ext[i].eq(ram_ext)]
+        # The read-modify-write's old row from the RAM counts only if S2's write accumulates
+        # (one copy of that flag per lane): an OVERWRITE adds its data to zero, so the
+        # forwarding below needs no separate OVERWRITE multiplexer.
+        s2_accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
 
         # --- write stage S3 and the rows written in the two cycles before (H4, H5) -------------
         # The RAM is written from H4: its copy of S3 for the RAM (per lane, with per-lane copies
         # of the address and enable) is separate from the copy the forwarding adds to, so
         # neither the adders nor the block RAMs pull one register across the die.
         history = []
-        for name in ("s3", "h4", "h5"):
+        for name in ("s3", "h4", "h5", "h6"):
             history.append({
                 "valid": Signal(name=f"{name}_valid"),
                 "addr":  Signal(aw, name=f"{name}_addr", reset_less=True),
                 "data":  [Signal(LANE, name=f"{name}_data_{i}", reset_less=True)
                           for i in range(lanes)],
             })
-        s3, h4, h5 = history
+        s3, h4, h5, h6 = history
         m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
         for newer, older in zip(history, history[1:]):
             m.d.sync += [older["valid"].eq(newer["valid"]), older["addr"].eq(newer["addr"])]
         m.d.sync += [h5["data"][i].eq(h4["data"][i]) for i in range(lanes)]
+        m.d.sync += [h6["data"][i].eq(h5["data"][i]) for i in range(lanes)]
         ram_wen = replicate(m, s3["valid"], lanes, "ram_write_en")
         ram_waddr = replicate(m, s3["addr"], lanes, "ram_write_addr", reset_less=True)
         for i, (wr, _, _) in enumerate(memories):
@@ -268,13 +289,13 @@ class Accumulator(wiring.Component):
         # 32 multiplexers; the lanes' memories spread over the die, so the copies load from a
         # flip-flop, not from the comparators): the write that will be in S3 is now in S1, the
         # one that will be in H4 is now in S2, the one that will be in H5 is now in S3.
-        def matches(name, addr):
+        def matches(name, addr, when):
             hits = []
             for entry, now in (("s3", {"valid": s1["wen"], "addr": s1["waddr"]}),
                                ("h4", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                               ("h5", s3)):
+                               ("h5", s3), ("h6", h4)):
                 hit = Signal(name=f"{name}_from_{entry}")
-                m.d.sync += hit.eq(now["valid"] & (now["addr"] == addr))
+                m.d.sync += hit.eq(when & now["valid"] & (now["addr"] == addr))
                 hits.append(replicate(m, hit, lanes, f"{name}_from_{entry}"))
             return hits
 
@@ -287,10 +308,9 @@ class Accumulator(wiring.Component):
         # The read-modify-write adds the new data to each candidate for the old row (the RAM's,
         # S3's, H4's, H5's) in parallel and forwards among the sums: the forwarding selects
         # come after the adders, not in front of them.
-        write_hits = matches("s1_write", s0["waddr"])
-        read_hits = matches("s1_read", s0["raddr"])
-        # Whether S2's write accumulates, one copy per lane (it selects each lane's 32 bits).
-        accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
+        # (A write's hits count only if it accumulates: an OVERWRITE takes ``0 + data``.)
+        write_hits = matches("s1_write", s0["waddr"], accumulate)
+        read_hits = matches("s1_read", s0["raddr"], 1)
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
         # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
         read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
@@ -298,16 +318,17 @@ class Accumulator(wiring.Component):
         for i in range(lanes):
             new = s2[f"wdata{i}"]
             sums = []
-            for source, candidate in (("ram", rdata[i]), *((entry, h["data"][i]) for entry, h
-                                                           in zip(("s3", "h4", "h5"), history))):
+            old_row = Mux(s2_accumulates[i], rdata[i], 0)
+            for source, candidate in (("ram", old_row), *((entry, h["data"][i]) for entry, h
+                                                           in zip(("s3", "h4", "h5", "h6"),
+                                                                  history))):
                 total = Signal(signed(LANE.width + 1), name=f"sum_{source}_{i}")
                 m.d.comb += total.eq(candidate + new)
                 # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
                 sums.append(total[:LANE.width])
             ram_sum, *history_sums = sums
             m.d.sync += s3["data"][i].eq(
-                Mux(accumulates[i], forward(ram_sum, history_sums, [h[i] for h in write_hits]),
-                    new))
+                forward(ram_sum, history_sums, [h[i] for h in write_hits]))
             m.d.sync += read_data[i].eq(
                 forward(rdata_ext[i], [h["data"][i] for h in history],
                         [h[i] for h in read_hits]))

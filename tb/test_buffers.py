@@ -400,9 +400,9 @@ def test_synth_block_ram(name, synth_results):
             return -(-lanes // group_lanes(d)) * (3 * (d - 1).bit_length() + 1)
         return lanes * 3 * (d - 1).bit_length()
     assert large["ff"] - small["ff"] <= 32 + replicas(4 * depth) - replicas(depth), report
-    # The pipeline holds a few rows (accumulator: IN, S1/S2 data, two RAM output registers, S3,
-    # H4 and its copy for the RAM, H5, read data = 10 rows, and Yosys's read-during-write
-    # bypass keeps a row per read port; scratchpad: IN, GROUP and OUT, FAR per port = 6 rows):
+    # The pipeline holds a few rows (accumulator: PORT, IN, S1/S2 data, two RAM data registers,
+    # S3, H4 and its copy for the RAM, H5, H6, read data = 12 rows, the RAM's own output
+    # registers being in the block RAM; scratchpad: IN, GROUP and OUT, FAR per port = 6 rows):
     # a fixed multiple of a row, never a multiple of the depth.
     assert small["ff"] < 13 * bits, report
     if cls is Scratchpad:
