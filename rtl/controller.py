@@ -98,13 +98,14 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         begin = self.begin
-        # ``begin`` is one register per group of loads (this controller's counters, the fetch
-        # unit, the dispatcher, the performance counters), each loaded alike: named as replicas
-        # so that synthesis keeps them apart.
-        begin_copies = [Signal(name=f"begin{REPLICA}{i}") for i in range(4)]
+        # ``begin`` is one register per group of loads (this controller and the engines, the
+        # fetch unit, the dispatcher, the performance counters, the token counters), each loaded
+        # alike: named as replicas so that synthesis keeps them apart.
+        begin_copies = [Signal(name=f"begin{REPLICA}{i}") for i in range(5)]
         m.d.comb += [begin.eq(begin_copies[0]), self.begin_fetch.eq(begin_copies[1]),
                      self.begin_dispatch.eq(begin_copies[2])]
         count_begin = begin_copies[3]
+        token_begin = begin_copies[4]
 
         # --- tokens -----------------------------------------------------------------------------
         # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers, so the engines'
@@ -154,18 +155,19 @@ class Controller(wiring.Component):
                 inc = pushes[src][dst]
                 dec = pops[dst][src]
                 up, down = inc & ~dec, dec & ~inc
-                m.d.comb += count_next.eq(Mux(begin, 0, count + inc - dec))
+                m.d.comb += count_next.eq(Mux(token_begin, 0, count + inc - dec))
 
                 def after(k):
                     # count_next == k, from comparisons of the counter itself (in parallel with
                     # the push and pop decisions, not behind the adder)
-                    return ~begin & Mux(up, count == k - 1, Mux(down, count == k + 1, count == k))
+                    return ~token_begin & Mux(up, count == k - 1,
+                                              Mux(down, count == k + 1, count == k))
                 m.d.sync += [
                     count.eq(count_next),
                     one.eq(after(1)),
                     almost_full.eq(after(TOKEN_LIMIT - 1)),
-                    nz.eq(~begin & (up | (nz & ~(down & one)))),
-                    full.eq(~begin & ((up & almost_full) | (full & ~down))),
+                    nz.eq(~token_begin & (up | (nz & ~(down & one)))),
+                    full.eq(~token_begin & ((up & almost_full) | (full & ~down))),
                 ]
                 with m.If(inc & ~dec & full):
                     m.d.comb += [overflow.eq(1), overflow_by[src].eq(1)]
