@@ -11,11 +11,14 @@ writes as ``tessera_<board>-report.json`` next to the bitstream::
     {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "floorplan",
      "mem_size", "baud",
      "uart_divisor", "seed", "target_mhz", "fmax_mhz", "timing_met",
-     "lut", "ff", "dsp", "bram", "spram", "logic_cells": {"used", "available"},
+     "lut", "ff", "bram_output_registers", "dsp", "bram", "spram",
+     "logic_cells": {"used", "available"},
      "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
 
 ``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
-flip-flops, one each per logic cell); ``floorplan`` counts the multipliers given a site by the
+flip-flops, one each per logic cell), less the flip-flops that ECP5 builds move into block RAM
+output registers between Yosys and nextpnr (``bram_output_registers``, see
+:mod:`tessera.fpga.bram_outreg`; 0 on iCE40); ``floorplan`` counts the multipliers given a site by the
 board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
 ``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells.
 A design that misses ``target_mhz`` raises :class:`TimingError` (after the report is written)
@@ -31,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import bram_outreg
 from .boards import BOARDS, BoardTop, board as get_board
 from .floorplan import yosys_commands
 from .synth import AFTER_READ, summarize
@@ -126,6 +130,23 @@ def _critical_path(pnr):
             "ns": round(sum(step["delay"] for step in path), 2)}
 
 
+def _insert_after_yosys(script, command):
+    """Add ``command`` to the build ``script`` (Amaranth's shell script) after its Yosys run."""
+    lines = Path(script).read_text().splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith('"$YOSYS"')]
+    if len(at) != 1:
+        raise BuildError(f"{script}: expected one Yosys command, found {len(at)}")
+    lines.insert(at[0] + 1, command)
+    Path(script).write_text("\n".join(lines) + "\n")
+
+
+def _moved_registers(summary_path):
+    """Flip-flops that :mod:`tessera.fpga.bram_outreg` moved into block RAMs (0 without its
+    summary: not an ECP5 build)."""
+    path = Path(summary_path)
+    return json.loads(path.read_text())["registers"] if path.exists() else 0
+
+
 def _used(utilization, kinds):
     used = sum(utilization.get(kind, {}).get("used", 0) for kind in kinds)
     available = sum(utilization.get(kind, {}).get("available", 0) for kind in kinds)
@@ -146,11 +167,11 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     see :meth:`~tessera.fpga.boards.Board.floorplan`);
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
     only); ``seed`` is nextpnr's placer seed (a non-negative integer: on a large array the
-    routed Fmax varies by several MHz from seed to seed). ``synth_only`` stops after Yosys and returns ``{"board", "config", "multiplier",
-    "floorplan", "netlist", "lut", "ff", "dsp", "bram", "seconds"}`` (also written as
-    ``tessera_<board>-synth-report.json``):
-    the netlist is what ``scripts/timing_paths.py`` reads, in a minute or two instead of a
-    place and route.
+    routed Fmax varies by several MHz from seed to seed). ``synth_only`` stops after Yosys (and,
+    on ECP5, :mod:`~tessera.fpga.bram_outreg`) and returns ``{"board", "config", "multiplier",
+    "floorplan", "netlist", "lut", "ff", "bram_output_registers", "dsp", "bram", "seconds"}``
+    (also written as ``tessera_<board>-synth-report.json``): the netlist is what
+    ``scripts/timing_paths.py`` reads, in a minute or two instead of a place and route.
     """
     spec = get_board(board)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -181,11 +202,19 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     start = time.monotonic()
     plan = platform.prepare(top, name, **overrides)
     plan.extract(directory)
+    outreg_summary = f"{name}-outreg.json"
     # Outputs of an earlier build here must not be mistaken for this build's.
-    for stale in (nextpnr_report, yosys_stats, report_path.name, f"{name}.json", f"{name}.tim",
-                  f"{name}.rpt", f"{name}.config", f"{name}.asc", f"{name}.bit", f"{name}.bin"):
+    for stale in (nextpnr_report, yosys_stats, outreg_summary, report_path.name, f"{name}.json",
+                  f"{name}.tim", f"{name}.rpt", f"{name}.config", f"{name}.asc", f"{name}.bit",
+                  f"{name}.bin"):
         (directory / stale).unlink(missing_ok=True)
     env = _tool_environment(family)
+    if family == "ecp5":
+        # Between Yosys and nextpnr: the registers after block RAM read ports go into the
+        # block RAMs (tessera.fpga.bram_outreg).
+        _insert_after_yosys(directory / f"{plan.script}.sh",
+                            f'"{sys.executable}" -m tessera.fpga.bram_outreg '
+                            f'--summary {outreg_summary} {name}.json')
     if synth_only:
         proc = subprocess.run(["nice", "-n", "10", env["YOSYS"], "-q", "-l", f"{name}.rpt",
                                f"{name}.ys"], cwd=directory, env=env, capture_output=True,
@@ -194,11 +223,15 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
             raise BuildError(f"Yosys failed (exit {proc.returncode}) in {directory}; end of "
                              f"{name}.rpt:\n{_tail(directory / f'{name}.rpt')}\n"
                              f"{proc.stderr[-1000:]}")
+        if family == "ecp5":
+            bram_outreg.rewrite(directory / f"{name}.json", directory / outreg_summary)
         cells = _yosys_cells(directory / yosys_stats, name, family)
+        moved = _moved_registers(directory / outreg_summary)
         report = {"board": spec.name, "config": config.as_dict(),
                   "multiplier": top.multiplier, "floorplan": len(dsp_plan or {}),
                   "netlist": str(directory / f"{name}.json"),
-                  **{key: cells[key] for key in ("lut", "ff", "dsp", "bram")},
+                  **{key: cells[key] for key in ("lut", "dsp", "bram")},
+                  "ff": cells["ff"] - moved, "bram_output_registers": moved,
                   "seconds": round(time.monotonic() - start, 1)}
         (directory / f"{name}-synth-report.json").write_text(json.dumps(report, indent=2) + "\n")
         return report
@@ -222,6 +255,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         raise BuildError(f"nextpnr reported no clock in {directory / nextpnr_report}")
     fmax = min(clock["achieved"] for clock in clocks.values())
     cells = _yosys_cells(directory / yosys_stats, name, family)
+    moved = _moved_registers(directory / outreg_summary)
     kinds = DEVICE_CELLS[family]
     logic = _used(utilization, kinds["logic_cells"])
     report = {
@@ -238,7 +272,9 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "fmax_mhz": round(fmax, 2),
         "timing_met": fmax >= top.freq_mhz,
         "lut": {"used": cells["lut"], "available": logic["available"]},
-        "ff": {"used": cells["ff"], "available": _used(utilization, kinds["ff"])["available"]},
+        "ff": {"used": cells["ff"] - moved,
+               "available": _used(utilization, kinds["ff"])["available"]},
+        "bram_output_registers": moved,
         "dsp": _used(utilization, kinds["dsp"]),
         "bram": _used(utilization, kinds["bram"]),
         "spram": _used(utilization, kinds["spram"]),

@@ -91,7 +91,9 @@ def analyse(path):
         if kind == "TRELLIS_FF":
             return CLK_TO_Q
         if kind == "DP16KD":
-            return BRAM_OUTREG if param(cell, "REGMODE_A", "NOREG") == "OUTREG" else BRAM_CLK_TO_Q
+            side = port[2] if port.startswith("DO") else "A"       # DOA* / DOB*
+            outreg = param(cell, f"REGMODE_{side}", "NOREG").strip() == "OUTREG"
+            return BRAM_OUTREG if outreg else BRAM_CLK_TO_Q
         if kind == "MULT18X18D":
             return DSP_REG if param(cell, "REG_OUTPUT_CLK") != "NONE" else None
         if kind in ("TRELLIS_DPR16X4",):

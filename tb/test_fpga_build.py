@@ -245,9 +245,13 @@ def test_ulx3s_bitstream(tmp_path):
     # The DSP floorplan (asked for: by default a 2 x 2 build has none) found its 4 PE and 2 x 4
     # requantizer multipliers (the build's Yosys script fails if one is missing).
     assert report["floorplan"] == 12, report
-    # nextpnr ran with the seed and the ECP5 placer options.
+    # nextpnr ran with the seed and the ECP5 placer options, on a netlist whose block RAM read
+    # registers (the scratchpad's OUT, the accumulator's read data, the board RAM's banks)
+    # were moved into the block RAMs between Yosys and nextpnr.
     script = (tmp_path / "ulx3s" / "build_tessera_ulx3s.sh").read_text()
     assert report["seed"] == 1 and f"--seed 1 {PLACER_OPTS['ecp5']}" in script, script
+    assert "-m tessera.fpga.bram_outreg" in script, script
+    assert report["bram_output_registers"] >= 100, report
 
 
 @pytest.mark.fpga

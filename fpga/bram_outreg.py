@@ -1,0 +1,159 @@
+"""Move the register after an ECP5 block RAM's read port into the block RAM (DP16KD output
+register), in a Yosys JSON netlist, between synthesis and place and route.
+
+A DP16KD read without its output register (``REGMODE_x = "NOREG"``, all Yosys infers) has a slow
+clock-to-output: the data leaves the block RAM late in the cycle, and whatever register takes it
+must sit right beside it. With ``REGMODE_x = "OUTREG"`` the data comes out of a register inside
+the block RAM one cycle later, early in the cycle. Yosys 0.70 does not infer that register, so the
+gateware writes it as an ordinary register right after the read port (the scratchpad's OUT, the
+accumulator's read data, the board RAM's bank registers), and this pass moves such registers
+into their block RAMs, where the netlist allows it exactly::
+
+    DP16KD (NOREG) ── DO ──► TRELLIS_FF ── Q ──► loads     becomes     DP16KD (OUTREG) ── DO ──► loads
+
+A port's registers are moved when every used data output of the port drives exactly one load, the
+data input of a TRELLIS_FF, and every one of those flip-flops
+
+* is clocked by the port's clock, on the same edge;
+* is always enabled (no clock enable) and never reset (no LSR, no GSR);
+* starts at 0 (``REGSET = "RESET"``), as the block RAM's output register does;
+
+and the port's own output enable and reset are constant (enabled, not reset). Otherwise the port
+is left as it is. The result keeps the cycle behaviour of the netlist: the output register loads
+the read data in every cycle, like the flip-flop it replaces.
+
+Used by ``tessera build`` on ECP5 (``python -m tessera.fpga.bram_outreg NETLIST.json`` in the
+build script, after Yosys), and from Python as :func:`absorb_output_registers` (a loaded
+netlist) or :func:`rewrite` (a file).
+"""
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+
+__all__ = ["absorb_output_registers", "rewrite", "main"]
+
+_DATA_OUT = re.compile(r"DO([AB])(\d+)$")
+
+
+def _param(cell, name, default=None):
+    value = cell["parameters"].get(name, default)
+    return value.strip() if isinstance(value, str) else value
+
+
+def _is_const(bits, value):
+    return len(bits) == 1 and bits[0] == value
+
+
+def _true(value):
+    """A Yosys JSON attribute value as a bool (attributes are written as binary strings)."""
+    text = str(value).strip()
+    return int(text, 2) != 0 if text and set(text) <= {"0", "1"} else bool(text)
+
+
+def _top_module(netlist):
+    tops = [name for name, module in netlist["modules"].items()
+            if _true(module.get("attributes", {}).get("top", "0"))]
+    if len(tops) != 1:
+        raise ValueError(f"the netlist must have exactly one top module, not {tops}")
+    return netlist["modules"][tops[0]]
+
+
+def _ff_is_plain(ff, clock):
+    """Whether TRELLIS_FF ``ff`` is a plain register on ``clock`` (a net bit): rising edge, no
+    enable, no reset, initial value 0."""
+    conn = ff["connections"]
+    if conn.get("CLK") != [clock] or _param(ff, "CLKMUX", "CLK") != "CLK":
+        return False
+    cemux = _param(ff, "CEMUX", "CE")
+    if cemux != "1" and not (cemux == "CE" and conn.get("CE", ["1"]) == ["1"]):
+        return False
+    lsrmux = _param(ff, "LSRMUX", "LSR")
+    if lsrmux != "LSR" or conn.get("LSR", ["0"]) != ["0"]:
+        return False
+    return _param(ff, "GSR", "DISABLED") == "DISABLED" and _param(ff, "REGSET", "RESET") == "RESET"
+
+
+def absorb_output_registers(netlist):
+    """Move the registers after DP16KD read ports into the block RAMs (see the module doc), in
+    place. Returns ``{"ports": n, "registers": m}``: block RAM ports changed, flip-flops
+    removed."""
+    module = _top_module(netlist)
+    cells = module["cells"]
+    loads = defaultdict(list)
+    for name, cell in cells.items():
+        for pin, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(pin) == "input":
+                for bit in bits:
+                    loads[bit].append((name, pin))
+    for port in module.get("ports", {}).values():
+        if port["direction"] in ("output", "inout"):
+            for bit in port["bits"]:
+                loads[bit].append((None, None))
+
+    ports = registers = 0
+    for name, cell in list(cells.items()):
+        if cell["type"] != "DP16KD":
+            continue
+        conn = cell["connections"]
+        for side in "AB":
+            if _param(cell, f"REGMODE_{side}", "NOREG") != "NOREG":
+                continue
+            if not (_is_const(conn.get(f"OCE{side}", ["1"]), "1") and
+                    _is_const(conn.get(f"RST{side}", ["0"]), "0")):
+                continue
+            if _param(cell, f"CLK{side}MUX", f"CLK{side}") != f"CLK{side}":
+                continue
+            clock = conn.get(f"CLK{side}", [None])[0]
+            outputs = {pin: bits[0] for pin, bits in conn.items()
+                       if (match := _DATA_OUT.match(pin)) and match[1] == side
+                       and not isinstance(bits[0], str) and loads[bits[0]]}
+            if not outputs:
+                continue
+            moves = {}
+            for pin, bit in outputs.items():
+                (load, load_pin), *others = loads[bit]
+                ff = cells.get(load) if load is not None else None
+                if (others or ff is None or ff["type"] != "TRELLIS_FF" or load_pin != "DI" or
+                        not _ff_is_plain(ff, clock)):
+                    break
+                moves[pin] = load
+            else:
+                for pin, ff_name in moves.items():
+                    conn[pin] = list(cells[ff_name]["connections"]["Q"])
+                    del cells[ff_name]
+                cell["parameters"][f"REGMODE_{side}"] = "OUTREG"
+                conn[f"OCE{side}"] = ["1"]
+                ports += 1
+                registers += len(moves)
+    return {"ports": ports, "registers": registers}
+
+
+def rewrite(netlist_path, summary_path=None):
+    """Apply :func:`absorb_output_registers` to the JSON netlist file ``netlist_path`` (rewritten
+    in place); write the counts as JSON to ``summary_path`` if given, and return them."""
+    with open(netlist_path) as f:
+        netlist = json.load(f)
+    counts = absorb_output_registers(netlist)
+    with open(netlist_path, "w") as f:
+        json.dump(netlist, f)
+    if summary_path is not None:
+        with open(summary_path, "w") as f:
+            json.dump(counts, f)
+    return counts
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("netlist", help="Yosys JSON netlist (synth_ecp5), rewritten in place")
+    parser.add_argument("--summary", help="also write the counts as JSON to this file")
+    args = parser.parse_args(argv)
+    counts = rewrite(args.netlist, args.summary)
+    print(f"block RAM output registers: {counts['registers']} flip-flops moved into "
+          f"{counts['ports']} DP16KD ports", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
