@@ -256,22 +256,28 @@ class UartBridge(wiring.Component):
                     m.d.sync += received_crc.eq(Cat(received_crc[8:], rx_data))
                 receive(count + 1, count == 1, "VERIFY", update_crc=False)
 
-            # The frame's checks are registered in VERIFY, turned into a status in CLASSIFY and
-            # acted on in CHECK (short paths).
+            # The frame's checks are registered in VERIFY (the request's end address) and RANGE
+            # (the address check, from that end), turned into a status in CLASSIFY and acted on
+            # in CHECK (short paths: the 33-bit sum and its comparison in one cycle were 10.5 ns
+            # in a routed 12 x 12 board design).
             bad_crc, bad_command, bad_length, bad_address = (
                 Signal(name=name) for name in ("bad_crc", "bad_command", "bad_length",
                                                "bad_address"))
+            end = Signal(33, name="request_end")     # address + length: 33 bits, no wrap
             with m.State("VERIFY"):
-                end = address + length           # 33 bits: no wrap
                 m.d.sync += [
+                    end.eq(address + length),
                     bad_crc.eq(corrupt | (received_crc != crc)),
                     bad_command.eq(~known),
                     bad_length.eq((length == 0) | (length > MAX_BLOCK) |
                                   (is_register & (length[:2] != 0))),
-                    bad_address.eq(Mux(is_register,
-                                       (address[:2] != 0) | (end > REGISTER_SPACE),
-                                       end > self.mem_size)),
                 ]
+                m.next = "RANGE"
+
+            with m.State("RANGE"):
+                m.d.sync += bad_address.eq(Mux(is_register,
+                                               (address[:2] != 0) | (end > REGISTER_SPACE),
+                                               end > self.mem_size))
                 m.next = "CLASSIFY"
 
             rejected = Signal()
