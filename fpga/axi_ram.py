@@ -172,11 +172,14 @@ class AxiRam(wiring.Component):
         word, slice ``i`` addressed and enabled by ``addrs[i]``/``read_ens[i]`` (copies of one
         address and read enable). Each bank (one block RAM) reads into a register of its own;
         the bank is chosen from those registers (so no multiplexer follows a block RAM's slow
-        clock-to-out: up to 10.9 ns in a routed 12 x 12 board design)."""
+        clock-to-out: up to 10.9 ns in a routed 12 x 12 board design). The banks read in every
+        cycle, without enable (``read_ens`` is not used): a read port with an enable becomes a
+        hold multiplexer behind the block RAM, and the plain register after it can move into
+        the block RAM as its output register (tessera.fpga.bram_outreg)."""
         banks = -(-self.words // BANK_WORDS)
         bank_bits = ceil_log2(banks)
         outputs = []
-        for i, (addr, read_en) in enumerate(zip(addrs, read_ens)):
+        for i, addr in enumerate(addrs):
             # The bank of the read: registered with the read, then again beside the bank
             # registers.
             read_bank = Signal(max(1, bank_bits), name=f"read_bank_{i}", reset_less=True)
@@ -191,7 +194,7 @@ class AxiRam(wiring.Component):
                 read_port = storage.read_port(transparent_for=())
                 write_port = storage.write_port(granularity=8)
                 selected = bank == b
-                m.d.comb += [read_port.addr.eq(addr), read_port.en.eq(read_en),
+                m.d.comb += [read_port.addr.eq(addr),
                              write_port.addr.eq(addr),
                              write_port.en.eq(Mux(selected, write_en[2 * i:2 * i + 2], 0)),
                              write_port.data.eq(wdata[16 * i:16 * i + 16])]
