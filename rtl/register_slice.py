@@ -20,18 +20,13 @@ are not reset (``valid`` says what they hold).
 
 ``RegisterSlice(shape, full_rate=False)`` leaves out ``spare``: ``i.ready`` is ``~o.valid``, so
 a transfer at most every other cycle, and ``out`` loads in every cycle it is empty (its enable is
-``o.valid``, one flip-flop, not the upstream logic or ``o.ready``). For a client with one request
-outstanding at a time (the DMA arbiter's), or one that takes a payload at most every other cycle
-anyway, that costs nothing. With ``copies=N`` (half rate only) the payload's bits are cut into
-``N`` slices, each loaded under its own copy of the valid flip-flop: a wide payload spread over
-the die then has no enable net with hundreds of loads.
+``o.valid``, one flip-flop, not the upstream logic). For a client with one request outstanding
+at a time (the DMA arbiter's), that costs nothing.
 """
 
-from amaranth.hdl import Module, Shape, Signal, Value
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-
-from .util import REPLICA, check_dimension
 
 __all__ = ["RegisterSlice"]
 
@@ -39,14 +34,8 @@ __all__ = ["RegisterSlice"]
 class RegisterSlice(wiring.Component):
     """``i`` (stream in) to ``o`` (stream out) of ``payload_shape``, one cycle later."""
 
-    def __init__(self, payload_shape, *, full_rate=True, copies=1):
+    def __init__(self, payload_shape, *, full_rate=True):
         self.full_rate = full_rate
-        self.copies = check_dimension("copies", copies, maximum=1024)
-        if full_rate and copies != 1:
-            raise ValueError(f"copies must be 1 for a full-rate slice, not {copies!r}")
-        bits = Shape.cast(payload_shape).width
-        if copies > max(1, bits):
-            raise ValueError(f"copies must be at most the payload's {bits} bits, not {copies}")
         super().__init__({
             "i": In(stream.Signature(payload_shape)),
             "o": Out(stream.Signature(payload_shape)),
@@ -58,19 +47,12 @@ class RegisterSlice(wiring.Component):
         spare = Signal.like(self.o.payload, reset_less=True)
         out_valid = Signal()
         if not self.full_rate:
-            out_bits, in_bits = Value.cast(out), Value.cast(self.i.payload)
-            bits = len(in_bits)
-            valids = [out_valid] + [Signal(name=f"out_valid{REPLICA}{k}")
-                                    for k in range(1, self.copies)]
-            edges = [bits * k // self.copies for k in range(self.copies + 1)]
             m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out),
                          self.i.ready.eq(~out_valid)]
-            for valid, low, high in zip(valids, edges, edges[1:]):
-                with m.If(~valid):
-                    m.d.sync += [out_bits[low:high].eq(in_bits[low:high]),
-                                 valid.eq(self.i.valid)]
-                with m.Elif(self.o.ready):
-                    m.d.sync += valid.eq(0)
+            with m.If(~out_valid):
+                m.d.sync += [out.eq(self.i.payload), out_valid.eq(self.i.valid)]
+            with m.Elif(self.o.ready):
+                m.d.sync += out_valid.eq(0)
             return m
         spare_valid = Signal()
         m.d.comb += [
