@@ -20,15 +20,17 @@ Everything else is a short pipeline whose size does not depend on ``depth``::
     S0 (t+2)            ├──── RAM read port 0                  RAM read port 1 ◄┘
                         ▼          │                                 │
     S1 (t+3)        [request]   [RAM data] (block RAM's register) [RAM data]
-                        ▼          ▼                                 ▼
-    S2 (t+4)        [request]   [rdata]                           [rdata_ext]
                         │          │                                 │
-                        ├─► old + data, S3 + data, H4 + data, H5 + data, H6 + data (five adders;
-                        │   old: rdata if ACCUMULATE, else 0)
-                        │   forward: the newest of S3 .. H6 with the same address (ACCUMULATE
-                        │   only), else old + data                   old ──► [read.data] (t+5)
-                        ▼
-    S3 (t+5)        [sum]
+                        ├─► pdata = data (+ the pdata of the write ahead on CHAIN: the same
+                        │   row, one cycle apart), pre = the newest of S3 .. H5 with the same
+                        │   row (these are H4 .. H6 a cycle later), the one-hot choice of S2
+                        ▼          ▼                                 ▼
+    S2 (t+4)        [pdata, pre] [rdata]                          [rdata_ext]
+                        │          │                                 │
+                        ├─► old = S3's old row (CHAIN), pre (H4 .. H6), rdata (ACCUMULATE) or 0
+                        ├─► sum = old + pdata                          forward from S3 .. H6
+                        ▼                                            ▼
+    S3 (t+5)        [sum, old]                                    [read.data] (t+5)
     H4              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
                           (with per-lane copies of the address and enable)
     H5, H6          [sum] one and two more cycles later (for forwarding only)
@@ -46,9 +48,12 @@ of cycles t-4 .. t-1 are in H6, H5, H4 and S3 when the request reaches S2 and ar
 there, newest first, whatever the RAM returned. So back-to-back ACCUMULATEs to the same row are
 exact, at any distance, and the read port returns a row including every write issued in an
 *earlier* cycle. An OVERWRITE takes no forwarded row: its old row is zero (not the RAM's) and its
-data is added to that. The RAM data registers (S1's in the block RAM, S2's ``rdata``) are plain
-registers, so that the FPGA build moves S2's into the block RAM as its output register
-(``tessera.fpga.bram_outreg``).
+data is added to that. The read-modify-write has no adder that feeds itself through the
+forwarding: a write that accumulates onto the write just ahead (CHAIN) takes that write's old row
+(kept in S3 beside its sum) and the two writes' data summed in S1 (``pdata``), since
+``(old + a) + b == old + (a + b)`` in wrapping int32. The RAM data registers (S1's in the block
+RAM, S2's ``rdata``) are plain registers, so that the FPGA build moves S2's into the block RAM as
+its output register (``tessera.fpga.bram_outreg``).
 
 Rules of the ports (both accept at most one request per cycle):
 
@@ -242,16 +247,17 @@ class Accumulator(wiring.Component):
             """Register the request fields of ``prev`` (a dict of values) as stage ``name``."""
             regs = {}
             for field, value in prev.items():
-                valid = field in ("wen", "acc", "ren")
+                valid = field in ("wen", "ren")
                 regs[field] = Signal(value.shape(), name=f"{name}_{field}", reset_less=not valid)
                 m.d.sync += regs[field].eq(value)
             return regs
 
-        s0 = {"wen": w_en, "acc": accumulate, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
+        s0 = {"wen": w_en, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
               **{f"wdata{i}": w_data[i] for i in range(lanes)}}
         s1 = stage("s1", s0)
-        # (S2's accumulate flag is the per-lane copies below, taken from S1.)
-        s2 = stage("s2", {field: value for field, value in s1.items() if field != "acc"})
+        # (S2's data is ``pdata`` below.)
+        s2 = stage("s2", {field: value for field, value in s1.items()
+                          if not field.startswith("wdata")})
 
         # --- S1 -> S2: register the RAM output (keeps the RAM's slow clock-to-out off the adders)
         # Plain registers, so that the FPGA build can move them into the block RAMs as their
@@ -264,10 +270,6 @@ class Accumulator(wiring.Component):
             ram_ext = Signal(LANE, name=f"s1_ram_ext_{i}", reset_less=True)
             m.d.sync += [ram.eq(rd.data), ram_ext.eq(rd_ext.data),
                          rdata[i].eq(ram), rdata_ext[i].eq(ram_ext)]
-        # The read-modify-write's old row from the RAM counts only if S2's write accumulates
-        # (one copy of that flag per lane): an OVERWRITE adds its data to zero, so the
-        # forwarding below needs no separate OVERWRITE multiplexer.
-        s2_accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
 
         # --- write stage S3 and the rows written in the two cycles before (H4, H5) -------------
         # The RAM is written from H4: its copy of S3 for the RAM (per lane, with per-lane copies
@@ -295,53 +297,77 @@ class Accumulator(wiring.Component):
             m.d.comb += [h4["data"][i].eq(forward_copy),
                          wr.en.eq(ram_wen[i]), wr.addr.eq(ram_waddr[i]), wr.data.eq(ram_copy)]
 
-        # --- S2: forwarding, add, read output -----------------------------------------------------
-        # Each request in S2 gets the row its RAM read returned, overridden by the newest write
-        # still in S3, H4 or H5 to the same row. Which one is decided two cycles earlier, in S0,
-        # into a register, and copied in S1 into one register per lane (each drives that lane's
-        # 32 multiplexers; the lanes' memories spread over the die, so the copies load from a
-        # flip-flop, not from the comparators): the write that will be in S3 is now in S1, the
-        # one that will be in H4 is now in S2, the one that will be in H5 is now in S3.
-        def matches(name, addr, when):
-            hits = []
-            for entry, now in (("s3", {"valid": s1["wen"], "addr": s1["waddr"]}),
-                               ("h4", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                               ("h5", s3), ("h6", h4)):
-                hit = Signal(name=f"{name}_from_{entry}")
-                m.d.sync += hit.eq(when & now["valid"] & (now["addr"] == addr))
-                hits.append(replicate(m, hit, lanes, f"{name}_from_{entry}"))
-            return hits
-
+        # --- forwarding ----------------------------------------------------------------------
+        # A request in S2 gets the row its RAM read returned, overridden by the newest write
+        # still in S3, H4, H5 or H6 to the same row.
         def forward(ram_value, history_values, hits):
             value = ram_value
             for entry_value, hit in reversed(list(zip(history_values, hits))):  # newest wins
                 value = Mux(hit, entry_value, value)
             return value
 
-        # The read-modify-write adds the new data to each candidate for the old row (the RAM's,
-        # S3's, H4's, H5's) in parallel and forwards among the sums: the forwarding selects
-        # come after the adders, not in front of them.
-        # (A write's hits count only if it accumulates: an OVERWRITE takes ``0 + data``.)
-        write_hits = matches("s1_write", s0["waddr"], accumulate)
-        read_hits = matches("s1_read", s0["raddr"], 1)
+        # Reads: which entry to take is decided in S0, registered, and copied in S1 into one
+        # register per lane (each drives that lane's 32 multiplexers; the lanes' memories spread
+        # over the die, so the copies load from a flip-flop, not from the comparators): the
+        # write that will be in S3 is now in S1, the one that will be in H4 is now in S2, and
+        # so on.
+        read_hits = []
+        for entry, now in (("s3", {"valid": s1["wen"], "addr": s1["waddr"]}),
+                           ("h4", {"valid": s2["wen"], "addr": s2["waddr"]}),
+                           ("h5", s3), ("h6", h4)):
+            hit = Signal(name=f"s1_read_from_{entry}")
+            m.d.sync += hit.eq(now["valid"] & (now["addr"] == s0["raddr"]))
+            read_hits.append(replicate(m, hit, lanes, f"s1_read_from_{entry}"))
+
+        # Writes (read-modify-write) are forwarded without an adder in a one-cycle loop. A write
+        # that accumulates onto the write just ahead of it (CHAIN: same row, one cycle apart)
+        # is not added to that write's sum (S3) but takes the same old row (S3's ``base``) plus
+        # both writes' data, added while it is in S1 (``pdata``: its data plus, on CHAIN, the
+        # ``pdata`` of the write ahead). Every other write takes the old row from the RAM or
+        # from H4 .. H6, which hold finished sums; the choice among H4 .. H6 is made in S1 from
+        # the registers that will be H4 .. H6 (S3 .. H5), into ``pre``. So S2 is one selection
+        # (CHAIN base, ``pre`` or RAM row: one-hot, registered) and one adder, and no adder
+        # feeds itself back through the forwarding. The comparisons are made a stage earlier
+        # (at PORT, against the writes that will then be ahead) and copied per lane in S1.
+        p_accumulate = p_w_en & (p_w_mode == WriteMode.ACCUMULATE)
+        write_hits = []
+        for entry, now in (("chain", {"valid": w_en, "addr": w_addr}),
+                           ("h4", {"valid": s1["wen"], "addr": s1["waddr"]}),
+                           ("h5", {"valid": s2["wen"], "addr": s2["waddr"]}),
+                           ("h6", s3)):
+            hit = Signal(name=f"s0_write_from_{entry}")
+            m.d.sync += hit.eq(p_accumulate & now["valid"] & (now["addr"] == p_w_addr))
+            write_hits.append(replicate(m, hit, lanes, f"s1_write_from_{entry}"))
+        s1_accumulates = replicate(m, accumulate, lanes, "s1_acc")
+
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
         # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
         read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
         read_valid = Signal()
         for i in range(lanes):
-            new = s2[f"wdata{i}"]
-            sums = []
-            old_row = Mux(s2_accumulates[i], rdata[i], 0)
-            for source, candidate in (("ram", old_row), *((entry, h["data"][i]) for entry, h
-                                                           in zip(("s3", "h4", "h5", "h6"),
-                                                                  history))):
-                total = Signal(signed(LANE.width + 1), name=f"sum_{source}_{i}")
-                m.d.comb += total.eq(candidate + new)
-                # Keeping the low 32 bits of the 33-bit sum is the two's-complement wrap.
-                sums.append(total[:LANE.width])
-            ram_sum, *history_sums = sums
-            m.d.sync += s3["data"][i].eq(
-                forward(ram_sum, history_sums, [h[i] for h in write_hits]))
+            chain, from_h4, from_h5, from_h6 = (hits[i] for hits in write_hits)
+            # S1: the data to add (``pdata``), the old row if from H4 .. H6 (``pre``), and the
+            # one-hot choice of S2's old row.
+            pdata = Signal(LANE, name=f"s2_pdata_{i}", reset_less=True)
+            pre = Signal(LANE, name=f"s2_pre_{i}", reset_less=True)
+            take_chain = Signal(name=f"s2_take_chain_{i}")
+            take_pre = Signal(name=f"s2_take_pre_{i}")
+            take_ram = Signal(name=f"s2_take_ram_{i}")
+            in_history = from_h4 | from_h5 | from_h6
+            m.d.sync += [
+                # Keeping the low 32 bits of the sums is the two's-complement wrap.
+                pdata.eq(Mux(chain, pdata, 0) + s1[f"wdata{i}"]),
+                pre.eq(forward(h5["data"][i], [s3["data"][i], h4["data"][i]],
+                               [from_h4, from_h5])),
+                take_chain.eq(chain),
+                take_pre.eq(~chain & in_history),
+                take_ram.eq(~chain & ~in_history & s1_accumulates[i]),
+            ]
+            # S2: the old row (zero for an OVERWRITE), and its sum with ``pdata``.
+            base = Signal(LANE, name=f"s3_base_{i}", reset_less=True)
+            old_row = ((Mux(take_chain, base, 0) | Mux(take_pre, pre, 0)) |
+                       Mux(take_ram, rdata[i], 0))
+            m.d.sync += [base.eq(old_row), s3["data"][i].eq(old_row + pdata)]
             m.d.sync += read_data[i].eq(
                 forward(rdata_ext[i], [h["data"][i] for h in history],
                         [h[i] for h in read_hits]))
