@@ -28,11 +28,11 @@ AXI bursts
     Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
     :data:`R_QUEUE_DEPTH`-entry queue with registered outputs (RVALID, RDATA, ... come from
     flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
-    cycle, the first six cycles after the AR handshake. Write beats enter through a
-    two-entry register slice (WREADY is a flip-flop, high while the slice has room; W may come
+    cycle, the first in the eighth cycle after the AR handshake's (``test_fpga_axi_ram``). Write
+    beats enter through a two-entry register slice (WREADY is a flip-flop, high while the slice has room; W may come
     before AW): a beat is written a cycle after its handshake at the earliest, one per cycle.
 Direct port
-    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (5) cycles
+    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (6) cycles
     later (only then) is the word at ``addr`` (the request, the storage's inputs and its output
     are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to
     word ``addr``. A request is registered and always served in the next cycle (the AXI side
@@ -50,13 +50,13 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
 from tessera.rtl.register_slice import RegisterSlice
-from tessera.rtl.util import replicate
+from tessera.rtl.util import delay, replicate
 
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
            "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
 
 #: Cycles from a read of the storage (address and enable decided) to its data in ``rdata``.
-_STORAGE_LATENCY = 4
+_STORAGE_LATENCY = 5
 
 #: Words of one storage bank (``storage="memory"``): one ECP5 DP16KD as 1024 x 18 bits.
 BANK_WORDS = 1024
@@ -65,7 +65,7 @@ BANK_WORDS = 1024
 DIRECT_READ_LATENCY = _STORAGE_LATENCY + 1
 
 #: Entries of the read-beat queue (also the read beats issued but not yet taken by the manager).
-R_QUEUE_DEPTH = 6
+R_QUEUE_DEPTH = 8
 
 #: Values of ``storage``.
 STORAGES = ("auto", "memory", "spram")
@@ -180,12 +180,15 @@ class AxiRam(wiring.Component):
         bank_bits = ceil_log2(banks)
         outputs = []
         for i, addr in enumerate(addrs):
-            # The bank of the read: registered with the read, then again beside the bank
+            # BANK: each bank's address and write enable registered again beside it (the slice's
+            # address register fed the address inputs of all its banks across the die: routed
+            # 12 x 12, up to 13.1 ns); the write data once per slice, to stay in step.
+            # The bank of the read: registered with the read, and twice more beside the bank
             # registers.
-            read_bank = Signal(max(1, bank_bits), name=f"read_bank_{i}", reset_less=True)
-            out_bank = Signal(max(1, bank_bits), name=f"out_bank_{i}", reset_less=True)
             bank = addr[ceil_log2(BANK_WORDS):] if bank_bits else Const(0, 1)
-            m.d.sync += [read_bank.eq(bank), out_bank.eq(read_bank)]
+            out_bank = delay(m, bank, 3, f"read_bank_{i}", reset_less=True)
+            slice_wdata = Signal(16, name=f"wdata_{i}", reset_less=True)
+            m.d.sync += slice_wdata.eq(wdata[16 * i:16 * i + 16])
             bank_outs = []
             for b in range(banks):
                 depth = min(BANK_WORDS, self.words - b * BANK_WORDS)
@@ -193,11 +196,14 @@ class AxiRam(wiring.Component):
                 m.submodules[f"storage_{i}_{b}"] = storage
                 read_port = storage.read_port(transparent_for=())
                 write_port = storage.write_port(granularity=8)
-                selected = bank == b
-                m.d.comb += [read_port.addr.eq(addr),
-                             write_port.addr.eq(addr),
-                             write_port.en.eq(Mux(selected, write_en[2 * i:2 * i + 2], 0)),
-                             write_port.data.eq(wdata[16 * i:16 * i + 16])]
+                bank_addr, = replicate(m, addr[:len(read_port.addr)], 1, f"bank_{i}_{b}_addr",
+                                       reset_less=True)
+                bank_write = Signal(2, name=f"bank_{i}_{b}_write")
+                m.d.sync += bank_write.eq(Mux(bank == b, write_en[2 * i:2 * i + 2], 0))
+                m.d.comb += [read_port.addr.eq(bank_addr),
+                             write_port.addr.eq(bank_addr),
+                             write_port.en.eq(bank_write),
+                             write_port.data.eq(slice_wdata)]
                 out = Signal(16, name=f"bank_{i}_{b}_data", reset_less=True)
                 m.d.sync += out.eq(read_port.data)
                 bank_outs.append(out)
@@ -237,10 +243,9 @@ class AxiRam(wiring.Component):
                     o_DATAOUT=dout)
                 words.append(dout)
             outputs.append(Cat(*words))
-        # (One more register, for the same latency as :meth:`_memory_storage`.)
-        selected = Signal.like(rdata, name="spram_data")
-        m.d.sync += selected.eq(Array(outputs)[read_bank] if banks > 1 else outputs[0])
-        m.d.comb += rdata.eq(selected)
+        # (Two more registers, for the same latency as :meth:`_memory_storage`.)
+        selected = Array(outputs)[read_bank] if banks > 1 else outputs[0]
+        m.d.comb += rdata.eq(delay(m, selected, 2, "spram_data", reset_less=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -257,9 +262,10 @@ class AxiRam(wiring.Component):
         rdata = Signal(self.data_width, reset_less=True)
         # The storage's inputs and its output are registered (block RAM address, enables and
         # data straight from flip-flops, each block RAM's slow clock-to-out into a register of
-        # its own, then the chosen bank into ``rdata``): read data arrives _STORAGE_LATENCY = 4
-        # cycles after the read is decided (DIRECT_READ_LATENCY = 5 after a direct request,
-        # which is registered first).
+        # its own, then the chosen bank into ``rdata``; the memory storage registers each bank's
+        # address and write enable once more): read data arrives _STORAGE_LATENCY = 5 cycles
+        # after the read is decided (DIRECT_READ_LATENCY = 6 after a direct request, which is
+        # registered first).
         # Address and data registers are not reset (the enables are).
         # The address and read enable have a copy per 16-bit slice of the word (the block RAMs
         # of a large memory spread over the die: one address register for all of them was

@@ -223,3 +223,37 @@ def test_bad_size_is_refused(bad):
         del info
         gc.collect()
 
+
+
+@pytest.mark.parametrize("storage", ["memory", "spram"])
+def test_read_burst_streams_one_beat_per_cycle(storage):
+    """With RREADY high, a 16-beat burst's beats come on consecutive cycles, the first in the
+    eighth cycle after the one whose clock edge took AR (the R queue is deep enough for the
+    storage's latency)."""
+    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, storage=storage)
+    axi = dut.s_axi
+    arrivals = []
+
+    async def bench(ctx):
+        ctx.set(axi.araddr, 0)
+        ctx.set(axi.arlen, 15)
+        ctx.set(axi.arsize, 2)
+        ctx.set(axi.arburst, Burst.INCR)
+        ctx.set(axi.arvalid, 1)
+        ctx.set(axi.rready, 1)
+        cycle = 0
+        while not ctx.get(axi.arready):
+            await ctx.tick()
+            cycle += 1
+        handshake = cycle
+        await ctx.tick()
+        cycle += 1
+        ctx.set(axi.arvalid, 0)
+        while len(arrivals) < 16 and cycle < 100:
+            if ctx.get(axi.rvalid):
+                arrivals.append(cycle - handshake)
+            await ctx.tick()
+            cycle += 1
+
+    _run(dut, [bench], deadline=200)
+    assert arrivals == list(range(8, 24)), arrivals
