@@ -29,8 +29,9 @@ AXI bursts
     :data:`R_QUEUE_DEPTH`-entry queue with registered outputs (RVALID, RDATA, ... come from
     flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
     cycle, the first in the eighth cycle after the AR handshake's (``test_fpga_axi_ram``). Write
-    beats enter through a two-entry register slice (WREADY is a flip-flop, high while the slice has room; W may come
-    before AW): a beat is written a cycle after its handshake at the earliest, one per cycle.
+    beats enter through a two-entry register slice (WREADY is a flip-flop, high while the slice
+    has room; W may come before AW): a beat is written a cycle after its handshake at the
+    earliest, one per cycle.
 Direct port
     ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (6) cycles
     later (only then) is the word at ``addr`` (the request, the storage's inputs and its output
