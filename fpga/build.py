@@ -18,8 +18,8 @@ writes as ``tessera_<board>-report.json`` next to the bitstream::
 ``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
 flip-flops, one each per logic cell), less the flip-flops that ECP5 builds move into block RAM
 output registers between Yosys and nextpnr (``bram_output_registers``, see
-:mod:`tessera.fpga.bram_outreg`; 0 on iCE40); ``floorplan`` counts the multipliers given a site by the
-board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
+:mod:`tessera.fpga.bram_outreg`; 0 on iCE40); ``floorplan`` counts the multipliers given a site
+by the board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
 ``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells.
 A design that misses ``target_mhz`` raises :class:`TimingError` (after the report is written)
 unless ``allow_timing_failure``; a tool that fails (e.g. the design does not fit) raises
