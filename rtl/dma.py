@@ -883,11 +883,11 @@ class Dma(wiring.Component):
         # simulator with SystemVerilog initialisation semantics (Icarus -g2012) until a register
         # changes, which left READY/VALID outputs X after reset.
         state = Signal(_State)
-        # CHECK registers each check of the descriptor, START combines them into the error code
-        # and the next state. ``start`` (START with an accepted descriptor) is a register of its
-        # own, set at the end of CHECK from the same checks, so that its many loads (the STORE
-        # request counters, the realigner, the packer) start at a flip-flop, not behind the
-        # checks (routed 12 x 12: 11.0 ns to the STORE request row's enable).
+        # CHECK registers each check of the descriptor, and ``start`` (START with an accepted
+        # descriptor), their combination, as a register of its own: its many loads (the STORE
+        # request counters, the realigner, the packer, the state machine) start at a flip-flop,
+        # not behind the checks (routed 12 x 12: 11.0 ns to the STORE request row's enable).
+        # In START a rejected descriptor (``~start``) gets its error code from the checks.
         zero_rows = Signal()
         zero_bytes = Signal()
         too_long = Signal(2)                # per buffer
@@ -913,10 +913,7 @@ class Dma(wiring.Component):
             Mux(too_long.bit_select(desc.buffer, 1), DmaError.ROW_TOO_LONG,
             Mux(beyond.bit_select(desc.buffer, 1), DmaError.SRAM_RANGE,
                 DmaError.NONE)))))
-        accepted = Signal()
         m.d.comb += [
-            accepted.eq(~zero_rows & ~zero_bytes & ~too_long.bit_select(desc.buffer, 1) &
-                        ~beyond.bit_select(desc.buffer, 1)),
             self.descriptor.ready.eq(state == _State.IDLE),
             self.busy.eq(state != _State.IDLE),
         ]
@@ -934,7 +931,7 @@ class Dma(wiring.Component):
             with m.Case(_State.CHECK):
                 m.d.sync += state.eq(_State.START)
             with m.Case(_State.START):
-                with m.If(~accepted):
+                with m.If(~start):
                     m.d.sync += [self.done.eq(1), state.eq(_State.IDLE)]
                 with m.Elif(desc.direction == Direction.STORE):
                     m.d.sync += [storing.eq(1), state.eq(_State.STORE)]
@@ -950,7 +947,7 @@ class Dma(wiring.Component):
         # Error latch: cleared when a descriptor is accepted, set by a rejection or by the first
         # error response. The value depends on the state only, the events just enable the latch.
         with m.If((self.descriptor.valid & (state == _State.IDLE)) |
-                  ((state == _State.START) & ~accepted) | r_error | b_error):
+                  ((state == _State.START) & ~start) | r_error | b_error):
             m.d.sync += [
                 self.error.eq(
                     Mux(loading, Mux(r.resp == Resp.DECERR, DmaError.READ_DECERR,
