@@ -168,18 +168,21 @@ class AxiRam(wiring.Component):
             storage = "spram" if ice40 else "memory"
         return self._spram_storage if storage == "spram" else self._memory_storage
 
-    def _memory_storage(self, m, addrs, read_ens, write_en, wdata, rdata):
+    def _memory_storage(self, m, address, read_en, write_en, wdata, rdata):
         """The storage as ``Memory`` banks of :data:`BANK_WORDS` words per 16-bit slice of the
-        word, slice ``i`` addressed and enabled by ``addrs[i]``/``read_ens[i]`` (copies of one
-        address and read enable). Each bank (one block RAM) reads into a register of its own;
-        the bank is chosen from those registers (so no multiplexer follows a block RAM's slow
-        clock-to-out: up to 10.9 ns in a routed 12 x 12 board design). The banks read in every
-        cycle, without enable (``read_ens`` is not used): a read port with an enable becomes a
-        hold multiplexer behind the block RAM, and the plain register after it can move into
-        the block RAM as its output register (tessera.fpga.bram_outreg)."""
+        word, each slice with its own register copy of ``address`` (the block RAMs of a large
+        memory spread over the die: one address register for all of them was 13.7 ns of routing
+        to the farthest in a routed 12 x 12 board design). Each bank (one block RAM) reads into
+        a register of its own; the bank is chosen from those registers (so no multiplexer
+        follows a block RAM's slow clock-to-out: up to 10.9 ns in a routed 12 x 12 board
+        design). The banks read in every cycle, without enable (``read_en`` is not used): a read
+        port with an enable becomes a hold multiplexer behind the block RAM, and the plain
+        register after it can move into the block RAM as its output register
+        (tessera.fpga.bram_outreg)."""
         banks = -(-self.words // BANK_WORDS)
         bank_bits = ceil_log2(banks)
         outputs = []
+        addrs = replicate(m, address, self.data_width // 16, "ram_addr", reset_less=True)
         for i, addr in enumerate(addrs):
             # BANK: each bank's address and write enable registered again beside it (the slice's
             # address register fed the address inputs of all its banks across the die: routed
@@ -211,10 +214,12 @@ class AxiRam(wiring.Component):
             outputs.append(Array(bank_outs)[out_bank] if banks > 1 else bank_outs[0])
         m.d.comb += rdata.eq(Cat(*outputs))
 
-    def _spram_storage(self, m, addrs, read_ens, write_en, wdata, rdata):
+    def _spram_storage(self, m, address, read_en, write_en, wdata, rdata):
         """The storage as SB_SPRAM256KA instances: ``data_width / 16`` side by side per bank of
-        :data:`SPRAM_WORDS` words (all addressed by the first of the address copies)."""
-        addr, read_en = addrs[0], read_ens[0]
+        :data:`SPRAM_WORDS` words, all addressed by one register copy of ``address``."""
+        addr = Signal.like(address, name="ram_addr", reset_less=True)
+        m.d.sync += addr.eq(address)
+        read_en = delay(m, read_en, 1, "ram_read")
         lanes16 = self.data_width // 16
         banks = -(-self.words // SPRAM_WORDS)
         if lanes16 * banks > ICE40_SPRAMS:
@@ -267,17 +272,12 @@ class AxiRam(wiring.Component):
         # address and write enable once more): read data arrives _STORAGE_LATENCY = 5 cycles
         # after the read is decided (DIRECT_READ_LATENCY = 6 after a direct request, which is
         # registered first).
-        # Address and data registers are not reset (the enables are).
-        # The address and read enable have a copy per 16-bit slice of the word (the block RAMs
-        # of a large memory spread over the die: one address register for all of them was
-        # 13.7 ns of routing to the farthest in a routed 12 x 12 board design).
-        copies = self.data_width // 16
-        ram_addr = replicate(m, addr, copies, "ram_addr", reset_less=True)
-        ram_read = replicate(m, read_en, copies, "ram_read")
+        # Address and data registers are not reset (the enables are). The storage registers
+        # the address (and read enable) itself, in as many copies as it needs.
         ram_write, ram_wdata = Signal.like(write_en), Signal.like(wdata, reset_less=True)
         ram_rdata = Signal.like(rdata)
         m.d.sync += [ram_write.eq(write_en), ram_wdata.eq(wdata), rdata.eq(ram_rdata)]
-        self.resolved_storage(platform)(m, ram_addr, ram_read, ram_write, ram_wdata, ram_rdata)
+        self.resolved_storage(platform)(m, addr, read_en, ram_write, ram_wdata, ram_rdata)
         # AXI write beats enter through a register slice: WREADY is a flip-flop, and the
         # arbitration below (which decides whether a beat is taken) stays inside the RAM, not
         # on the manager's W register enable.
