@@ -306,18 +306,28 @@ class Accumulator(wiring.Component):
                 value = Mux(hit, entry_value, value)
             return value
 
+        # The writes in S0 .. H4 (valid, row), which the comparisons below look at.
+        in_flight = [{"valid": w_en, "addr": w_addr}, {"valid": s1["wen"], "addr": s1["waddr"]},
+                     {"valid": s2["wen"], "addr": s2["waddr"]}, s3, h4]
+
+        def hits(kind, stage, addr, ahead, entries, when=None):
+            """Whether ``addr`` is the row of each write in ``ahead`` (and ``when`` holds, if
+            given), registered in ``stage`` (named ``{stage}_{kind}_from_{entry}``), then a copy
+            per lane in S1."""
+            copies = []
+            for entry, now in zip(entries, ahead, strict=True):
+                hit = Signal(name=f"{stage}_{kind}_from_{entry}")
+                valid = now["valid"] if when is None else when & now["valid"]
+                m.d.sync += hit.eq(valid & (now["addr"] == addr))
+                copies.append(replicate(m, hit, lanes, f"s1_{kind}_from_{entry}"))
+            return copies
+
         # Reads: which entry to take is decided in S0, registered, and copied in S1 into one
         # register per lane (each drives that lane's 32 multiplexers; the lanes' memories spread
         # over the die, so the copies load from a flip-flop, not from the comparators): the
         # write that will be in S3 is now in S1, the one that will be in H4 is now in S2, and
         # so on.
-        read_hits = []
-        for entry, now in (("s3", {"valid": s1["wen"], "addr": s1["waddr"]}),
-                           ("h4", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                           ("h5", s3), ("h6", h4)):
-            hit = Signal(name=f"s1_read_from_{entry}")
-            m.d.sync += hit.eq(now["valid"] & (now["addr"] == s0["raddr"]))
-            read_hits.append(replicate(m, hit, lanes, f"s1_read_from_{entry}"))
+        read_hits = hits("read", "s1", s0["raddr"], in_flight[1:], ("s3", "h4", "h5", "h6"))
 
         # Writes (read-modify-write) are forwarded without an adder in a one-cycle loop. A write
         # that accumulates onto the write just ahead of it (CHAIN: same row, one cycle apart)
@@ -330,14 +340,8 @@ class Accumulator(wiring.Component):
         # feeds itself back through the forwarding. The comparisons are made a stage earlier
         # (at PORT, against the writes that will then be ahead) and copied per lane in S1.
         p_accumulate = p_w_en & (p_w_mode == WriteMode.ACCUMULATE)
-        write_hits = []
-        for entry, now in (("chain", {"valid": w_en, "addr": w_addr}),
-                           ("h4", {"valid": s1["wen"], "addr": s1["waddr"]}),
-                           ("h5", {"valid": s2["wen"], "addr": s2["waddr"]}),
-                           ("h6", s3)):
-            hit = Signal(name=f"s0_write_from_{entry}")
-            m.d.sync += hit.eq(p_accumulate & now["valid"] & (now["addr"] == p_w_addr))
-            write_hits.append(replicate(m, hit, lanes, f"s1_write_from_{entry}"))
+        write_hits = hits("write", "s0", p_w_addr, in_flight[:4], ("chain", "h4", "h5", "h6"),
+                          when=p_accumulate)
         s1_accumulates = replicate(m, accumulate, lanes, "s1_acc")
 
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
@@ -345,7 +349,7 @@ class Accumulator(wiring.Component):
         read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
         read_valid = Signal()
         for i in range(lanes):
-            chain, from_h4, from_h5, from_h6 = (hits[i] for hits in write_hits)
+            chain, from_h4, from_h5, from_h6 = (copies[i] for copies in write_hits)
             # S1: the data to add (``pdata``), the old row if from H4 .. H6 (``pre``), and the
             # one-hot choice of S2's old row.
             pdata = Signal(LANE, name=f"s2_pdata_{i}", reset_less=True)
