@@ -33,6 +33,8 @@ import re
 import sys
 from collections import defaultdict
 
+from .synth import netlist_top
+
 __all__ = ["absorb_output_registers", "rewrite", "main"]
 
 _DATA_OUT = re.compile(r"DO([AB])(\d+)$")
@@ -47,20 +49,6 @@ def _is_const(bits, value):
     return len(bits) == 1 and bits[0] == value
 
 
-def _true(value):
-    """A Yosys JSON attribute value as a bool (attributes are written as binary strings)."""
-    text = str(value).strip()
-    return int(text, 2) != 0 if text and set(text) <= {"0", "1"} else bool(text)
-
-
-def _top_module(netlist):
-    tops = [name for name, module in netlist["modules"].items()
-            if _true(module.get("attributes", {}).get("top", "0"))]
-    if len(tops) != 1:
-        raise ValueError(f"the netlist must have exactly one top module, not {tops}")
-    return netlist["modules"][tops[0]]
-
-
 def _ff_is_plain(ff, clock):
     """Whether TRELLIS_FF ``ff`` is a plain register on ``clock`` (a net bit): rising edge, no
     enable, no reset, initial value 0."""
@@ -68,10 +56,10 @@ def _ff_is_plain(ff, clock):
     if conn.get("CLK") != [clock] or _param(ff, "CLKMUX", "CLK") != "CLK":
         return False
     cemux = _param(ff, "CEMUX", "CE")
-    if cemux != "1" and not (cemux == "CE" and conn.get("CE", ["1"]) == ["1"]):
+    if cemux != "1" and not (cemux == "CE" and _is_const(conn.get("CE", ["1"]), "1")):
         return False
     lsrmux = _param(ff, "LSRMUX", "LSR")
-    if lsrmux != "LSR" or conn.get("LSR", ["0"]) != ["0"]:
+    if lsrmux != "LSR" or not _is_const(conn.get("LSR", ["0"]), "0"):
         return False
     return _param(ff, "GSR", "DISABLED") == "DISABLED" and _param(ff, "REGSET", "RESET") == "RESET"
 
@@ -80,7 +68,7 @@ def absorb_output_registers(netlist):
     """Move the registers after DP16KD read ports into the block RAMs (see the module doc), in
     place. Returns ``{"ports": n, "registers": m}``: block RAM ports changed, flip-flops
     removed."""
-    module = _top_module(netlist)
+    _, module = netlist_top(netlist)
     cells = module["cells"]
     loads = defaultdict(list)
     for name, cell in cells.items():

@@ -82,6 +82,17 @@ KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %ci1 t:$dff %i"
 AFTER_READ = f"{HIDE_ELEMENT_ALIASES}; {KEEP_REPLICAS}"
 
 
+def netlist_top(netlist):
+    """``(name, module)`` of the top module of a Yosys JSON netlist (its ``top`` attribute is
+    set); ValueError unless there is exactly one."""
+    tops = [(name, module) for name, module in netlist["modules"].items()
+            if int(module.get("attributes", {}).get("top", "0"), 2) == 1]
+    if len(tops) != 1:
+        raise ValueError(f"the netlist must have exactly one top module, not "
+                         f"{[name for name, _ in tops]}")
+    return tops[0]
+
+
 def summarize(cells, family):
     """Add up ``cells`` (type -> count) into the summary keys of ``family``."""
     kinds = FAMILIES[family]

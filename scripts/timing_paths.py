@@ -34,6 +34,8 @@ import json
 import re
 from collections import defaultdict
 
+from tessera.fpga.synth import netlist_top
+
 # Delays in ns: cell delay (input to output) and a typical routing delay per net.
 ROUTE = 1.1
 CLK_TO_Q = 0.52
@@ -51,10 +53,10 @@ DPRAM_READ = 0.9        # TRELLIS_DPR16X4 RAD -> DO
 
 
 def _top_module(netlist):
-    for name, module in netlist["modules"].items():
-        if int(module.get("attributes", {}).get("top", "0"), 2) == 1:
-            return name, module
-    raise SystemExit("no top module in the netlist")
+    try:
+        return netlist_top(netlist)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def analyse(path):
