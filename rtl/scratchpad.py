@@ -17,8 +17,9 @@ depth 2048 or more, four for 512 or less; see :func:`group_lanes`). The block RA
 cycle (their read ports have no enable: an enable would be one more net to every block RAM), so a
 port has no ``en``: ``read.data`` is the row at ``read.addr`` of ``read_latency`` (5) cycles
 earlier, and readers keep track of which cycles they asked for. The block RAM reads into its own
-output register; OUT takes that register's slow clock-to-out and has no other load than FAR, so
-it can sit beside the block RAM; FAR carries the row to the readers.
+read register (RAM); OUT takes that register's slow clock-to-out and has no other load than FAR,
+so it can sit beside the block RAM (the ECP5 build moves it into the block RAM as the DP16KD's
+output register, ``tessera.fpga.bram_outreg``); FAR carries the row to the readers.
 
 ``read`` and ``read_b`` are identical, independent read ports: the tensor core's activation stream
 uses one and its weight stream the other, so the next weight tile is read while activations stream.
@@ -161,7 +162,7 @@ class Scratchpad(wiring.Component):
             m.d.sync += g_data.eq(w_data[8 * lanes.start:8 * lanes.stop])
             # The read ports are asynchronous, their address from the GROUP copies; synthesis
             # takes the first register after the read data (RAM) into the block RAM as its
-            # output register. ``no_rw_check`` tells Yosys that a read and a write of the same
+            # read register. ``no_rw_check`` tells Yosys that a read and a write of the same
             # row at the same clock edge never matter, so it adds no bypass logic between the
             # block RAM and OUT (for the transparent ports used before it added a comparator and
             # a multiplexer there: 200 LUTs for four lanes, 11.3 ns in a routed 12 x 12).
@@ -174,8 +175,9 @@ class Scratchpad(wiring.Component):
                 wr.addr.eq(g_w_addr[g]), wr.data.eq(g_data), wr.en.eq(g_w_en[g]),
                 rd.addr.eq(g_r_addr[g]), rd_b.addr.eq(g_rb_addr[g]),
             ]
-            # RAM: the block RAM's own output register; OUT: the block RAM's slow clock-to-out
-            # ends at a flip-flop beside it; FAR: the register that drives the readers.
+            # RAM: the block RAM's own read register; OUT: the block RAM's slow clock-to-out
+            # ends at a plain flip-flop (no enable, no reset: on ECP5 it becomes the block RAM's
+            # output register); FAR: the register that drives the readers.
             for port, outputs, name in ((rd, read_data, "read"), (rd_b, read_b_data, "read_b")):
                 ram = Signal(width, name=f"{name}_ram_{g}", reset_less=True)
                 out = Signal(width, name=f"{name}_out_{g}", reset_less=True)
