@@ -11,14 +11,16 @@ writes as ``tessera_<board>-report.json`` next to the bitstream::
     {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "floorplan",
      "mem_size", "baud",
      "uart_divisor", "seed", "target_mhz", "fmax_mhz", "timing_met",
-     "lut", "ff", "bram_output_registers", "dsp", "bram", "spram",
+     "lut", "ff", "bram_output_registers", "global_resets", "dsp", "bram", "spram",
      "logic_cells": {"used", "available"},
      "critical_path": {"from", "to", "ns"}, "bitstream", "seconds"}
 
 ``lut``/``ff`` count Yosys' LUT4 and flip-flop cells (``available``: the device's LUTs and
 flip-flops, one each per logic cell), less the flip-flops that ECP5 builds move into block RAM
 output registers between Yosys and nextpnr (``bram_output_registers``, see
-:mod:`tessera.fpga.bram_outreg`; 0 on iCE40); ``floorplan`` counts the multipliers given a site
+:mod:`tessera.fpga.bram_outreg`; 0 on iCE40); ``global_resets`` names the reset nets that
+ECP5 builds put on global networks at the same point (:mod:`tessera.fpga.global_resets`; empty
+on iCE40, where nextpnr promotes them itself); ``floorplan`` counts the multipliers given a site
 by the board's DSP floorplan (:mod:`tessera.fpga.floorplan`; 0 without one); ``dsp``, ``bram``,
 ``spram`` and ``logic_cells`` (TRELLIS_COMB or ICESTORM_LC slots) are nextpnr's placed cells.
 A design that misses ``target_mhz`` raises :class:`TimingError` (after the report is written)
@@ -34,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bram_outreg
+from . import bram_outreg, global_resets
 from .boards import BOARDS, BoardTop, board as get_board
 from .floorplan import yosys_commands
 from .synth import AFTER_READ, summarize
@@ -147,6 +149,14 @@ def _moved_registers(summary_path):
     return json.loads(path.read_text())["registers"] if path.exists() else 0
 
 
+def _global_resets(summary_path):
+    """The reset nets :mod:`tessera.fpga.global_resets` put on global networks, as ``{name:
+    reset pins}`` (empty without its summary: not an ECP5 build)."""
+    path = Path(summary_path)
+    nets = json.loads(path.read_text())["nets"] if path.exists() else []
+    return {net["net"]: net["loads"] for net in nets}
+
+
 def _used(utilization, kinds):
     used = sum(utilization.get(kind, {}).get("used", 0) for kind in kinds)
     available = sum(utilization.get(kind, {}).get("available", 0) for kind in kinds)
@@ -168,8 +178,9 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
     only); ``seed`` is nextpnr's placer seed (a non-negative integer: on a large array the
     routed Fmax varies by several MHz from seed to seed). ``synth_only`` stops after Yosys (and,
-    on ECP5, :mod:`~tessera.fpga.bram_outreg`) and returns ``{"board", "config", "multiplier",
-    "floorplan", "netlist", "lut", "ff", "bram_output_registers", "dsp", "bram", "seconds"}``
+    on ECP5, :mod:`~tessera.fpga.bram_outreg` and :mod:`~tessera.fpga.global_resets`) and
+    returns ``{"board", "config", "multiplier", "floorplan", "netlist", "lut", "ff",
+    "bram_output_registers", "global_resets", "dsp", "bram", "seconds"}``
     (also written as ``tessera_<board>-synth-report.json``): the netlist is what
     ``scripts/timing_paths.py`` reads, in a minute or two instead of a place and route.
     """
@@ -203,18 +214,23 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     plan = platform.prepare(top, name, **overrides)
     plan.extract(directory)
     outreg_summary = f"{name}-outreg.json"
+    resets_summary = f"{name}-global-resets.json"
     # Outputs of an earlier build here must not be mistaken for this build's.
-    for stale in (nextpnr_report, yosys_stats, outreg_summary, report_path.name, f"{name}.json",
+    for stale in (nextpnr_report, yosys_stats, outreg_summary, resets_summary,
+                  report_path.name, f"{name}.json",
                   f"{name}.tim", f"{name}.rpt", f"{name}.config", f"{name}.asc", f"{name}.bit",
                   f"{name}.bin"):
         (directory / stale).unlink(missing_ok=True)
     env = _tool_environment(family)
     if family == "ecp5":
         # Between Yosys and nextpnr: the registers after block RAM read ports go into the
-        # block RAMs (tessera.fpga.bram_outreg).
-        _insert_after_yosys(directory / f"{plan.script}.sh",
-                            f'"{sys.executable}" -m tessera.fpga.bram_outreg '
-                            f'--summary {outreg_summary} {name}.json')
+        # block RAMs (tessera.fpga.bram_outreg), then the large resets onto global networks
+        # (tessera.fpga.global_resets; inserted first, so it runs second).
+        for module, summary in (("global_resets", resets_summary),
+                                ("bram_outreg", outreg_summary)):
+            _insert_after_yosys(directory / f"{plan.script}.sh",
+                                f'"{sys.executable}" -m tessera.fpga.{module} '
+                                f'--summary {summary} {name}.json')
     if synth_only:
         proc = subprocess.run(["nice", "-n", "10", env["YOSYS"], "-q", "-l", f"{name}.rpt",
                                f"{name}.ys"], cwd=directory, env=env, capture_output=True,
@@ -225,6 +241,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                              f"{proc.stderr[-1000:]}")
         if family == "ecp5":
             bram_outreg.rewrite(directory / f"{name}.json", directory / outreg_summary)
+            global_resets.rewrite(directory / f"{name}.json", directory / resets_summary)
         cells = _yosys_cells(directory / yosys_stats, name, family)
         moved = _moved_registers(directory / outreg_summary)
         report = {"board": spec.name, "config": config.as_dict(),
@@ -232,6 +249,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
                   "netlist": str(directory / f"{name}.json"),
                   **{key: cells[key] for key in ("lut", "dsp", "bram")},
                   "ff": cells["ff"] - moved, "bram_output_registers": moved,
+                  "global_resets": _global_resets(directory / resets_summary),
                   "seconds": round(time.monotonic() - start, 1)}
         (directory / f"{name}-synth-report.json").write_text(json.dumps(report, indent=2) + "\n")
         return report
@@ -275,6 +293,7 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "ff": {"used": cells["ff"] - moved,
                "available": _used(utilization, kinds["ff"])["available"]},
         "bram_output_registers": moved,
+        "global_resets": _global_resets(directory / resets_summary),
         "dsp": _used(utilization, kinds["dsp"]),
         "bram": _used(utilization, kinds["bram"]),
         "spram": _used(utilization, kinds["spram"]),

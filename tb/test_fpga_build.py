@@ -17,6 +17,7 @@ from amaranth.hdl import UnusedElaboratable
 
 from tessera.fpga.boards import BOARDS, REQUANT_UNIT_DSPS, BoardTop, board, ecp5_pll_parameters
 from tessera.fpga.build import PLACER_OPTS, BuildError, add_build_parser, build
+from tessera.fpga.global_resets import MIN_LOADS
 
 #: Pins of the USB-serial UART (rx, tx) and the oscillator of each board, from its schematic.
 PINS = {"ulx3s": ("M1", "L4", "G2"), "icebreaker": ("6", "9", "35")}
@@ -252,6 +253,11 @@ def test_ulx3s_bitstream(tmp_path):
     assert report["seed"] == 1 and f"--seed 1 {PLACER_OPTS['ecp5']}" in script, script
     assert "-m tessera.fpga.bram_outreg" in script, script
     assert report["bram_output_registers"] >= 100, report
+    # Then the board's reset and the engines' reset (over a thousand flip-flops each, even at
+    # 2 x 2) were put on global networks, and nextpnr routed them there.
+    assert script.index("tessera.fpga.bram_outreg") < script.index("tessera.fpga.global_resets")
+    assert report["global_resets"].get("core.tessera.engines_rst", 0) >= MIN_LOADS, report
+    assert len(report["global_resets"]) == 2, report
 
 
 @pytest.mark.fpga
