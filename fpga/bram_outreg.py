@@ -28,12 +28,11 @@ netlist) or :func:`rewrite` (a file).
 """
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
 
-from .synth import netlist_top
+from .synth import netlist_top, rewrite_netlist
 
 __all__ = ["absorb_output_registers", "rewrite", "main"]
 
@@ -122,15 +121,7 @@ def absorb_output_registers(netlist):
 def rewrite(netlist_path, summary_path=None):
     """Apply :func:`absorb_output_registers` to the JSON netlist file ``netlist_path`` (rewritten
     in place); write the counts as JSON to ``summary_path`` if given, and return them."""
-    with open(netlist_path) as f:
-        netlist = json.load(f)
-    counts = absorb_output_registers(netlist)
-    with open(netlist_path, "w") as f:
-        json.dump(netlist, f)
-    if summary_path is not None:
-        with open(summary_path, "w") as f:
-            json.dump(counts, f)
-    return counts
+    return rewrite_netlist(netlist_path, absorb_output_registers, summary_path)
 
 
 def main(argv=None):

@@ -24,11 +24,10 @@ build script, after Yosys), and from Python as :func:`promote_resets` (a loaded 
 """
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 
-from .synth import netlist_top
+from .synth import netlist_top, rewrite_netlist
 
 __all__ = ["MIN_LOADS", "MAX_NETS", "promote_resets", "rewrite", "main"]
 
@@ -95,17 +94,11 @@ def promote_resets(netlist, *, min_loads=MIN_LOADS, max_nets=MAX_NETS):
 
 
 def rewrite(netlist_path, summary_path=None, **options):
-    """Apply :func:`promote_resets` to the JSON netlist file ``netlist_path`` (rewritten in
-    place); write the result as JSON to ``summary_path`` if given, and return it."""
-    with open(netlist_path) as f:
-        netlist = json.load(f)
-    result = promote_resets(netlist, **options)
-    with open(netlist_path, "w") as f:
-        json.dump(netlist, f)
-    if summary_path is not None:
-        with open(summary_path, "w") as f:
-            json.dump(result, f)
-    return result
+    """Apply :func:`promote_resets` (with ``options``) to the JSON netlist file ``netlist_path``
+    (rewritten in place); write the result as JSON to ``summary_path`` if given, and return
+    it."""
+    return rewrite_netlist(netlist_path, lambda netlist: promote_resets(netlist, **options),
+                           summary_path)
 
 
 def main(argv=None):

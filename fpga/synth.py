@@ -26,7 +26,7 @@ from amaranth.back import rtlil
 from tessera.rtl.util import REPLICA
 
 __all__ = ["SynthesisError", "FAMILIES", "AFTER_READ", "yosys_command", "summarize", "synth_stats",
-           "synth_verilog_cells"]
+           "synth_verilog_cells", "netlist_top", "rewrite_netlist"]
 
 class SynthesisError(RuntimeError):
     """Yosys failed; the message ends with the last lines of its log."""
@@ -91,6 +91,21 @@ def netlist_top(netlist):
         raise ValueError(f"the netlist must have exactly one top module, not "
                          f"{[name for name, _ in tops]}")
     return tops[0]
+
+
+def rewrite_netlist(netlist_path, transform, summary_path=None):
+    """Apply ``transform`` (a function of a loaded netlist that changes it in place and returns
+    a JSON-able result) to the Yosys JSON netlist file ``netlist_path``, rewritten in place;
+    write the result as JSON to ``summary_path`` if given, and return it."""
+    with open(netlist_path) as f:
+        netlist = json.load(f)
+    result = transform(netlist)
+    with open(netlist_path, "w") as f:
+        json.dump(netlist, f)
+    if summary_path is not None:
+        with open(summary_path, "w") as f:
+            json.dump(result, f)
+    return result
 
 
 def summarize(cells, family):
