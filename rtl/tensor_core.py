@@ -40,10 +40,10 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .credit_fifo import CreditFIFO
 from .multiplier import LATENCY, check_primitive
 from .pe import OPERAND, ProcessingElement, WeightBeat, psum_shape
 from .register_slice import RegisterSlice
-from .sliced_fifo import SlicedFIFO
 from .util import REPLICA, check_dimension, delay, replicate, wrap_increment, zero_unless
 
 __all__ = ["TensorCore", "ActivationRow", "ResultRow", "WeightRow"]
@@ -101,7 +101,9 @@ class TensorCore(wiring.Component):
         # The last row's activation reaches column c after rows - 1 + c cycles, its sum leaves
         # the PE LATENCY + 1 cycles later, and the deskew adds cols - 1 - c.
         self.latency = rows + cols + LATENCY[multiplier] - 1
-        self.fifo_depth = self.latency + 4
+        # Credits for every result on its way: through the array, the result FIFO (whose reader
+        # sees a write two cycles later), its output slice and the credit's way back.
+        self.fifo_depth = self.latency + 5
         super().__init__({
             "weights":     In(stream.Signature(WeightRow(cols))),
             "activations": In(stream.Signature(ActivationRow(rows))),
@@ -228,14 +230,16 @@ class TensorCore(wiring.Component):
         # starts at the slice's registered ``ready``, not at the consumer's far away (the FIFOs'
         # level and output logic were some 40 routed groups of up to 12.3 ns in a 12 x 12). The
         # slices, like the FIFOs, move in lockstep; the first one's ``valid`` stands for all.
-        # The FIFOs are SlicedFIFOs of one slice (unbuffered, the slice is their output
-        # register): their ``w_rdy``/``r_rdy`` are flip-flops, so a write enable of the storage
-        # is one gate after flip-flops (SyncFIFOBuffered's inner FIFO decoded its level there:
-        # routed 12 x 12, up to 10.8 ns).
+        # The FIFOs are CreditFIFOs (the credits above keep them from overflowing): the write
+        # side is the write pointer and the storage's write enable, under the column's copy of
+        # ``write`` alone, and the read side sees the writes through a registered copy of the
+        # write pointer, so nothing joins the array's edge and the consumer's side in one cycle
+        # (SlicedFIFOs' shared level: routed 12 x 12, 10-11.5 ns to their level, flags and
+        # storage write enables; SyncFIFOBuffered's inner level before them, up to 10.8 ns).
         fifos, slices = [], []
         for c, value in enumerate([*aligned, last]):
             name = f"result_fifo_{c}" if c < cols else "result_fifo_last"
-            fifo = SlicedFIFO(slice_width=len(value), slices=1, depth=self.fifo_depth)
+            fifo = CreditFIFO(width=len(value), depth=self.fifo_depth)
             out = RegisterSlice(len(value))
             m.submodules[name] = fifo
             m.submodules[f"{name}_out"] = out
