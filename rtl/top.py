@@ -46,6 +46,9 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux,
                           ResetSignal, Signal)
 from amaranth.lib import wiring
@@ -298,8 +301,9 @@ class Tessera(wiring.Component):
         requests = {name: (request.o.valid, request.o.payload) for name, request in slices.items()}
         # The winner's descriptor goes into a holding register (``held``), which offers it to the
         # DMA: the DMA's descriptor register is loaded from flip-flops, not through the clients'
-        # request logic and the priority. A client's request is taken when the holding register
-        # is free or being emptied this cycle; ``owner`` is set when the DMA takes the descriptor.
+        # request logic and the priority. A client's request is taken when it is picked (below)
+        # and the holding register is free or being emptied this cycle; ``owner`` is set when the
+        # DMA takes the descriptor.
         owner = Signal(range(len(CLIENTS)))
         held = Signal.like(dma.descriptor.payload, reset_less=True)   # ``held_valid`` says what
         held_valid = Signal()                                           # it holds
@@ -316,28 +320,34 @@ class Tessera(wiring.Component):
         with m.If(held_valid & dma.descriptor.ready):
             m.d.sync += [held_valid.eq(0), owner.eq(held_owner)]
         granted = [Signal(name=f"grant_{name}") for name in CLIENTS]
-        # While the holding register is free it takes the highest-priority request's payload
-        # every cycle, whether or not there is one (its enable is then ``hold_free``, two
-        # registers and a gate, not the requests; ``held_valid`` says whether it is one).
+        # The choice is registered (``pick``, one-hot): while nothing is picked, ``pick`` takes
+        # the highest-priority valid request; the picked request's payload moves into the holding
+        # register when it is free, and the request is granted then (a request stays valid until
+        # granted, so the picked one is still there). The holding register's data input is then
+        # one AND-OR of flip-flops (``pick`` and the payloads), not the priority chain behind the
+        # requests' valid flags (routed 12 x 12: 14.6 ns, a 7.8 ns hop from that chain).
+        pick = Signal(len(CLIENTS))
+        first = Signal(len(CLIENTS))        # the highest-priority valid request, one-hot
         earlier = 0
-        winner = Signal.like(held)
-        winner_owner = Signal.like(held_owner)
-        for i, name in reversed(list(enumerate(CLIENTS))):
-            valid, payload = requests[name]
-            winner_next = Signal.like(held, name=f"winner_{name}")
-            owner_next = Signal.like(held_owner, name=f"winner_owner_{name}")
-            m.d.comb += [winner_next.eq(Mux(valid, payload, winner)),
-                         owner_next.eq(Mux(valid, i, winner_owner))]
-            winner, winner_owner = winner_next, owner_next
         for i, name in enumerate(CLIENTS):
             valid, _ = requests[name]
-            m.d.comb += granted[i].eq(valid & ~earlier & hold_free)
+            m.d.comb += [first[i].eq(valid & ~earlier),
+                         granted[i].eq(pick[i] & hold_free)]
             earlier = earlier | valid
+        with m.If(~pick.any()):
+            m.d.sync += pick.eq(first)
+        with m.Elif(hold_free):
+            m.d.sync += pick.eq(0)
         with m.If(hold_free):
-            m.d.sync += [held.eq(winner), held_owner.eq(winner_owner),
-                         held_valid.eq(earlier)]
+            m.d.sync += [
+                held.eq(reduce(operator.or_, (Mux(pick[i], requests[name][1].as_value(), 0)
+                                              for i, name in enumerate(CLIENTS)))),
+                held_owner.eq(reduce(operator.or_, (Mux(pick[i], i, 0)
+                                                    for i in range(len(CLIENTS))))),
+                held_valid.eq(pick.any()),
+            ]
         with m.If(engine_reset):
-            m.d.sync += held_valid.eq(0)
+            m.d.sync += [held_valid.eq(0), pick.eq(0)]
         for i, name in enumerate(CLIENTS):
             if name in clients:
                 client = clients[name]
