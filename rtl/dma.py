@@ -90,8 +90,8 @@ and last byte, a down-counter of the row's beats), so RREADY is one LUT level fr
 
 STORE (``WritePacker``): buffer rows wait in two row buffers (each loaded only while empty, so
 ``ready`` is a flip-flop); a filler pushes the rows' ``B``-byte slots, in order, into a small word
-queue, and each W beat is the window of the word popped before and the queue's head, rotated by
-``o``. WSTRB masks the lanes before the row's first byte (first beat) and after its last byte
+queue, and each W beat is the window of the last two words taken from it (in registers), rotated
+by ``o``. WSTRB masks the lanes before the row's first byte (first beat) and after its last byte
 (last beat). The filler moves to the next buffered row right after a row's last slot, so rows
 follow without bubbles. W beats may precede their AW handshake (the burst
 length is queued when the burst is generated), as AXI requires. The first beat of a burst takes the
@@ -669,14 +669,13 @@ class WritePacker(wiring.Component):
         # The words of the rows go, in order, into a small queue (``words``): a filler walks the
         # slots of the row in buffer ``send``, one word per cycle while the queue has room, and
         # its own row tracker (``fill_rows``, stepped by its pushes) says which word is a row's
-        # last (the buffer is then free). The beats are cut from the queue's head (``current``)
-        # and the word popped before it (``previous``). So the multiplexer that picks a word
+        # last (the buffer is then free). The beats are cut from the word taken from the queue
+        # (``current``) and the one before it (``previous``). So the multiplexer that picks a word
         # from 2 x ``slots`` spread over the row buffers is steered by the filler's flip-flops
         # (a copy of ``send`` per slot, updated alike, and a one-hot slot register) and its push
         # by the queue's registered ``w_rdy``, never by the beat logic's ``advance`` (``current``
         # loaded from the buffers under ``advance``: routed 12 x 12, 11.3-12.6 ns, 10-11 ns of
-        # it routing). The queue is a SlicedFIFO (32-bit slices); a written word is at its head
-        # a cycle later, as a word loaded into a ``current`` register was.
+        # it routing). The queue is a SlicedFIFO (32-bit slices).
         push = Signal()                     # the filler puts a word into the queue
         fill_rows = _RowTracker(m, start=self.start, step=push, offset=self.offset,
                                 stride=self.stride, row_bytes=self.row_bytes,
@@ -714,9 +713,14 @@ class WritePacker(wiring.Component):
                 m.d.sync += slot_at.eq(1)
             with m.Else():
                 m.d.sync += slot_at.eq(slot_at << 1)
-        current = queue.r_data[:width]      # the word being sent, while ``current_valid``
-        current_valid = queue.r_rdy
+        # The queue's head moves into ``current`` (the word being sent) whenever ``current`` is
+        # free or being sent: the beat window reads two registers, not the queue's storage
+        # (its asynchronous read in front of the window cost 2 ns: routed 12 x 12, 12.1 ns).
+        current = Signal(width, reset_less=True)    # qualified by ``current_valid``
+        current_valid = Signal()
         previous = Signal(width, reset_less=True)
+        with m.If(~current_valid | advance):
+            m.d.sync += [current.eq(queue.r_data[:width]), current_valid.eq(queue.r_rdy)]
 
         # Burst lengths: after the first beat of a burst (from the head of `burst_len`), `rest`
         # and `rest_last` count the others.
@@ -729,7 +733,7 @@ class WritePacker(wiring.Component):
         spare_valid = Signal()
         m.d.comb += [
             advance.eq(current_valid & ~spare_valid & (in_burst | self.burst_len.valid)),
-            queue.r_en.eq(advance),
+            queue.r_en.eq(~current_valid | advance),
             self.row.ready.eq(~fill_full),
             self.burst_len.ready.eq(advance & ~in_burst),
             self.pending.eq(in_burst),
@@ -770,7 +774,7 @@ class WritePacker(wiring.Component):
         with m.If(self.start):
             m.d.sync += [flag.eq(0) for flag in [*buffer_full, *lane_full[0], *lane_full[1]]]
             m.d.sync += [sel.eq(fill) for sel in [send, *send_slot]]
-            m.d.sync += slot_at.eq(1)
+            m.d.sync += [slot_at.eq(1), current_valid.eq(0)]
         with m.If(self.row.valid & self.row.ready):
             m.d.sync += fill.eq(~fill)
             for i in range(2):
