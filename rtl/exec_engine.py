@@ -122,12 +122,14 @@ class ExecEngine(wiring.Component):
     """Ports: ``queue``, ``control`` (EngineControl), scratchpad read ports ``act_read`` (A) and
     ``wgt_read`` (B) (addr out, data in ``read_latency`` cycles later), accumulator write port
     ``acc_write`` (addr/data/mode/en out) with ``acc_write_ready`` in (the port is shared with
-    the DMA), and ``mac_active`` out (an activation row entered the array this cycle)."""
+    the DMA) and ``acc_write_ready_copies`` in (``cols + 1`` copies of ``acc_write_ready``, kept
+    equal to it by the driver, for the tensor core's result slices), and ``mac_active`` out (an
+    activation row entered the array this cycle)."""
     def __init__(self, *, rows, cols, lanes, scratchpad_addr_width, accumulator_addr_width,
                  multiplier="auto", read_latency=Scratchpad.read_latency):
         self.rows, self.cols, self.lanes = rows, cols, lanes
         self.read_latency = read_latency
-        self.core = TensorCore(rows=rows, cols=cols, multiplier=multiplier)
+        self.core = TensorCore(rows=rows, cols=cols, multiplier=multiplier, ready_copies=True)
         row = ScratchpadRow(lanes)
         super().__init__({
             "queue":           In(stream.Signature(QueueEntry())),
@@ -140,6 +142,7 @@ class ExecEngine(wiring.Component):
                 "addr": Out(accumulator_addr_width), "data": Out(AccumulatorRow(lanes)),
                 "mode": Out(WriteMode), "en": Out(1)})),
             "acc_write_ready": In(1),
+            "acc_write_ready_copies": In(cols + 1),
             "mac_active":      Out(1),
         })
 
@@ -236,6 +239,7 @@ class ExecEngine(wiring.Component):
         write = Signal()
         m.d.comb += [
             core.results.ready.eq(self.acc_write_ready),
+            core.ready_copies.eq(self.acc_write_ready_copies),
             write.eq(core.results.valid & core.results.ready),
             self.acc_write.en.eq(write),
             self.acc_write.addr.eq(_row_address(m, "out", res_job.row, write, final,

@@ -82,6 +82,12 @@ class TensorCore(wiring.Component):
     multiplier : str
         ``"auto"``, ``"generic"``, ``"ecp5"`` or ``"lut"``: how each PE's multiplier is built
         (:class:`~tessera.rtl.multiplier.RegisteredMultiplier`).
+    ready_copies : bool
+        Add the input ``ready_copies`` (``cols + 1`` bits): copies of ``results.ready``, one for
+        each result FIFO's output slice, which the driver must keep equal to ``results.ready``
+        (registers of the same value, kept apart): one ``ready`` net would reach every column's
+        slice, some 900 flip-flops across the array's width. Without it the slices use
+        ``results.ready``.
 
     Attributes
     ----------
@@ -93,7 +99,7 @@ class TensorCore(wiring.Component):
         Depth of the result FIFO and number of rows that may be in flight; large enough that an
         always-ready consumer sees one result per cycle.
     """
-    def __init__(self, *, rows=4, cols=4, multiplier="auto"):
+    def __init__(self, *, rows=4, cols=4, multiplier="auto", ready_copies=False):
         self.rows = check_dimension("rows", rows)
         self.cols = check_dimension("cols", cols)
         self.multiplier = check_primitive(multiplier, "multiplier")
@@ -104,10 +110,12 @@ class TensorCore(wiring.Component):
         # Credits for every result on its way: through the array, the result FIFO (whose reader
         # sees a write two cycles later), its output slice and the credit's way back.
         self.fifo_depth = self.latency + 5
+        self.has_ready_copies = bool(ready_copies)
         super().__init__({
             "weights":     In(stream.Signature(WeightRow(cols))),
             "activations": In(stream.Signature(ActivationRow(rows))),
             "results":     Out(stream.Signature(ResultRow(cols))),
+            **({"ready_copies": In(cols + 1)} if ready_copies else {}),
         })
 
     def elaborate(self, platform):
@@ -246,7 +254,8 @@ class TensorCore(wiring.Component):
             m.d.comb += [fifo.w_en.eq(write[c]), fifo.w_data.eq(value),
                          out.i.valid.eq(fifo.r_rdy), out.i.payload.eq(fifo.r_data),
                          fifo.r_en.eq(out.i.ready),
-                         out.o.ready.eq(self.results.ready)]
+                         out.o.ready.eq(self.ready_copies[c] if self.has_ready_copies
+                                        else self.results.ready)]
             fifos.append(fifo)
             slices.append(out)
         m.d.comb += [

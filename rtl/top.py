@@ -428,7 +428,13 @@ class Tessera(wiring.Component):
                      for i in range(lanes)]
         m.d.sync += acc_row_addr.eq(row_q.row)
         m.d.engines += acc_dma_write_q.eq(acc_dma_write)
-        m.d.comb += exe.acc_write_ready.eq(~acc_dma_write_q)
+        # EXEC's ``acc_write_ready`` stops the tensor core's result slices, one per column across
+        # the array: each slice has its own copy of the register (one net reached some 900 of
+        # their flip-flops; routed 12 x 12: 11-13 ns).
+        acc_dma_copies = replicate(m, acc_dma_write, len(exe.acc_write_ready_copies),
+                                   "acc_dma_write_slice", domain="engines")
+        m.d.comb += [exe.acc_write_ready.eq(~acc_dma_write_q),
+                     exe.acc_write_ready_copies.eq(~Cat(*acc_dma_copies))]
         with m.If(acc_dma_write_q):
             m.d.comb += [
                 acc.write.addr.eq(acc_row_addr),
