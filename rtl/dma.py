@@ -144,7 +144,7 @@ from amaranth.utils import exact_log2
 from .axi import AXI4Signature, Burst, Resp
 from .dma_descriptor import Direction, DmaDescriptor, DmaError
 from .register_slice import RegisterSlice
-from .sliced_fifo import SlicedFIFO
+from .sliced_fifo import SlicedFIFO, sliced_fifo_for
 from .util import REPLICA, check_dimension
 
 __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "WriteBeat",
@@ -692,13 +692,11 @@ class WritePacker(wiring.Component):
         words = [slot_words(buffer) for buffer in buffers]
         sending_words = [Mux(sel, w1, w0) for sel, w0, w1 in zip(send_slot, *words)]
         send_full = Mux(send, buffer_full[1], buffer_full[0])
-        word_slices = -(-width // 32)
-        queue = SlicedFIFO(slice_width=-(-width // word_slices), slices=word_slices,
-                           depth=WORD_QUEUE_DEPTH)
+        queue = sliced_fifo_for(width, WORD_QUEUE_DEPTH)
         m.submodules.words = ResetInserter(self.start)(queue)
         m.d.comb += [
             push.eq(send_full & queue.w_rdy & ~self.start),
-            queue.w_en.eq(push.replicate(word_slices)),
+            queue.w_en.eq(push.replicate(queue.slices)),
             queue.w_data.eq(reduce(operator.or_, (Mux(slot_at[j], sending_words[j], 0)
                                                    for j in range(slots)))),
         ]

@@ -25,7 +25,7 @@ from .accumulator import Accumulator, AccumulatorRow, WriteMode
 from .engine import INDEX, EngineControl, QueueEntry, attach_queue
 from .scratchpad import Scratchpad, ScratchpadRow
 from .tensor_core import TensorCore
-from .sliced_fifo import SlicedFIFO
+from .sliced_fifo import SlicedFIFO, sliced_fifo_for
 from .util import delay, replicate
 
 __all__ = ["ExecEngine"]
@@ -45,8 +45,7 @@ def _job_fifo(m, name, layout):
     end-of-job decision: routed 12 x 12, 60 enables at up to 11.2 ns). Returns the FIFO and a
     view of its head."""
     size = data.Layout.cast(layout).size
-    slices = -(-size // 32)
-    fifo = SlicedFIFO(slice_width=-(-size // slices), slices=slices, depth=JOB_DEPTH)
+    fifo = sliced_fifo_for(size, JOB_DEPTH)
     m.submodules[name] = fifo
     head = data.View(layout, fifo.r_data[:size])
     return fifo, head

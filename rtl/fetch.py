@@ -35,7 +35,7 @@ from .dma_descriptor import Buffer, Direction, DmaDescriptor, DmaError
 from .engine import INDEX, QueueEntry
 from .isa import INSTRUCTION_BITS, INSTRUCTION_BYTES
 from .register_slice import RegisterSlice
-from .sliced_fifo import SlicedFIFO
+from .sliced_fifo import sliced_fifo_for
 
 __all__ = ["FetchUnit", "FetchedEntry"]
 
@@ -94,8 +94,7 @@ class FetchUnit(wiring.Component):
         # slice loads the storage's read data, where a buffered FIFO's output register, loaded
         # under the slice's ``ready``, sat between them (routed 12 x 12: 11.6 ns).
         entry_bits = FetchedEntry().size
-        slices = -(-entry_bits // 32)
-        fifo = SlicedFIFO(slice_width=-(-entry_bits // slices), slices=slices, depth=FIFO_DEPTH)
+        fifo = sliced_fifo_for(entry_bits, FIFO_DEPTH)
         m.submodules.fifo = ResetInserter(self.start | self.abort)(fifo)
         out = RegisterSlice(FetchedEntry(), full_rate=False)
         m.submodules.out = ResetInserter(self.start | self.abort)(out)
@@ -223,7 +222,7 @@ class FetchUnit(wiring.Component):
             entry.fence.eq(dec.fence),
             entry.halt.eq(dec.halt),
             fifo.w_data.eq(entry.as_value()),
-            fifo.w_en.eq((checks_valid & ~self.abort & ~self.start).replicate(slices)),
+            fifo.w_en.eq((checks_valid & ~self.abort & ~self.start).replicate(fifo.slices)),
         ]
 
         # The FIFO's head leaves through a register slice (half rate, as the dispatcher takes an

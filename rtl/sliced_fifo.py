@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from .util import REPLICA, check_dimension, wrap_increment
 
-__all__ = ["SlicedFIFO"]
+__all__ = ["SlicedFIFO", "sliced_fifo_for"]
 
 
 class SlicedFIFO(wiring.Component):
@@ -95,3 +95,11 @@ class SlicedFIFO(wiring.Component):
             outputs.append(rd.data)
         m.d.comb += self.r_data.eq(Cat(*outputs))
         return m
+
+
+def sliced_fifo_for(width, depth, *, max_slice_width=32):
+    """A SlicedFIFO of ``depth`` entries holding ``width`` bits in as few slices of at most
+    ``max_slice_width`` bits as possible, of equal width (its ``width`` may exceed ``width`` by
+    less than a bit per slice; the writer leaves the extra bits unused)."""
+    slices = -(-width // max_slice_width)
+    return SlicedFIFO(slice_width=-(-width // slices), slices=slices, depth=depth)
