@@ -133,9 +133,6 @@ move output registers that have a spare entry; the R channel is registered on en
 realigner's RREADY is one LUT level from registers); the generator's credits are registers.
 """
 
-import operator
-from functools import reduce
-
 from amaranth.hdl import C, Cat, Module, Mux, ResetInserter, Shape, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -145,7 +142,7 @@ from .axi import AXI4Signature, Burst, Resp
 from .dma_descriptor import Direction, DmaDescriptor, DmaError
 from .register_slice import RegisterSlice
 from .sliced_fifo import SlicedFIFO, sliced_fifo_for
-from .util import REPLICA, check_dimension
+from .util import REPLICA, check_dimension, one_hot_select
 
 __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "WriteBeat",
            "BurstGenerator", "ReadRealigner", "WritePacker"]
@@ -697,8 +694,7 @@ class WritePacker(wiring.Component):
         m.d.comb += [
             push.eq(send_full & queue.w_rdy & ~self.start),
             queue.w_en.eq(push.replicate(queue.slices)),
-            queue.w_data.eq(reduce(operator.or_, (Mux(slot_at[j], sending_words[j], 0)
-                                                   for j in range(slots)))),
+            queue.w_data.eq(one_hot_select(slot_at, sending_words)),
         ]
         with m.If(push):
             with m.If(fill_rows.last):

@@ -46,9 +46,6 @@ Register behaviour (see docs/register-map.md for the map, docs/isa.md for progra
   it resets the engines and the DMA at once (transactions the memory still holds are forgotten).
 """
 
-import operator
-from functools import reduce
-
 from amaranth.hdl import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux,
                           ResetSignal, Signal)
 from amaranth.lib import wiring
@@ -69,7 +66,7 @@ from .requant import Requantizer, check_units
 from .scratchpad import Scratchpad
 from .sliced_fifo import SlicedFIFO
 from .store_engine import StoreEngine
-from .util import delay, replicate
+from .util import delay, one_hot_select, replicate
 
 __all__ = ["Tessera"]
 
@@ -340,10 +337,9 @@ class Tessera(wiring.Component):
             m.d.sync += pick.eq(0)
         with m.If(hold_free):
             m.d.sync += [
-                held.eq(reduce(operator.or_, (Mux(pick[i], requests[name][1].as_value(), 0)
-                                              for i, name in enumerate(CLIENTS)))),
-                held_owner.eq(reduce(operator.or_, (Mux(pick[i], i, 0)
-                                                    for i in range(len(CLIENTS))))),
+                held.eq(one_hot_select(pick, [requests[name][1].as_value()
+                                              for name in CLIENTS])),
+                held_owner.eq(one_hot_select(pick, range(len(CLIENTS)))),
                 held_valid.eq(pick.any()),
             ]
         with m.If(engine_reset):

@@ -1,9 +1,13 @@
 """Small elaboration helpers shared by the gateware: parameter checks, delay lines and register
 replicas."""
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Mux, Signal
 
-__all__ = ["REPLICA", "check_dimension", "delay", "replicate", "wrap_increment", "zero_unless"]
+__all__ = ["REPLICA", "check_dimension", "delay", "replicate", "wrap_increment", "zero_unless",
+           "one_hot_select"]
 
 #: Name infix of the registers made by :func:`replicate` (the FPGA build selects them by it).
 REPLICA = "_replica"
@@ -21,6 +25,12 @@ def check_dimension(name, value, *, maximum=256):
 def zero_unless(condition, value):
     """``value`` when ``condition`` holds, else zero."""
     return Mux(condition, value, 0)
+
+
+def one_hot_select(select, values):
+    """The entry of ``values`` whose bit of ``select`` is set, as an AND-OR (``select`` must be
+    one-hot or zero; zero gives zero)."""
+    return reduce(operator.or_, (zero_unless(select[i], value) for i, value in enumerate(values)))
 
 
 def wrap_increment(value, modulus):
