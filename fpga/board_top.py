@@ -17,7 +17,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from tessera.rtl.top import Tessera
+from tessera.rtl.cores import accelerator
 
 from .axi_ram import AxiRam
 from .uart_bridge import UartBridge
@@ -37,8 +37,9 @@ class SimBoardTop(wiring.Component):
 
     Parameters (keyword-only)
     -------------------------
-    rows, cols, scratchpad_depth, accumulator_depth, bus_width, multiplier
-        Tessera's parameters (its defaults for those not given).
+    rows, cols, scratchpad_depth, accumulator_depth, bus_width, multiplier, core
+        The accelerator's parameters (its defaults for those not given); ``core="small"``
+        builds :class:`~tessera.rtl.small.top.TesseraSmall` (see ``tessera.rtl.cores``).
     mem_size : int
         Bytes of on-chip RAM (a power of two).
     divisor : int
@@ -52,7 +53,7 @@ class SimBoardTop(wiring.Component):
     def __init__(self, *, mem_size=DEFAULT_MEM_SIZE, divisor, timeout, ram_storage="auto",
                  **tessera_params):
         tessera_params.setdefault("id_width", ID_WIDTH)
-        self.tessera = Tessera(**tessera_params)
+        self.tessera = accelerator(**tessera_params)
         axi = self.tessera.m_axi.signature
         self.ram = AxiRam(size=mem_size, data_width=axi.data_width, id_width=axi.id_width,
                           addr_width=axi.addr_width, storage=ram_storage)

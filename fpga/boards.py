@@ -84,7 +84,7 @@ class Board:
             values["cols"] = cols
         if requant_units is not None:
             values["requant_units"] = requant_units
-        if values.get("requant_units") is None:
+        if values.get("requant_units") is None and values.get("core", "tessera") == "tessera":
             lanes = max(values["rows"], values["cols"])
             pe_dsps = 0 if (multiplier or self.multiplier) == "lut" else \
                 values["rows"] * values["cols"]
@@ -123,7 +123,8 @@ BOARDS = {
     "icebreaker": Board(
         name="icebreaker", platform="ICEBreakerPlatform", module="icebreaker", family="ice40",
         clock_mhz=12.0,
-        config=dict(rows=2, cols=2, scratchpad_depth=256, accumulator_depth=64, bus_width=32),
+        config=dict(rows=4, cols=4, scratchpad_depth=256, accumulator_depth=64, bus_width=32,
+                    core="small"),
         mem_size=1 << 16, leds=2, dsp_blocks=8),
 }
 

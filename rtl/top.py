@@ -68,7 +68,7 @@ from .sliced_fifo import SlicedFIFO
 from .store_engine import StoreEngine
 from .util import delay, one_hot_select, replicate
 
-__all__ = ["Tessera"]
+__all__ = ["Tessera", "accelerator_ports"]
 
 #: Buffer rows the store path may have requested but not yet handed to the DMA: covers the
 #: accumulator's and the requantizer's latency, so stores stream at full rate (a row per cycle;
@@ -91,6 +91,16 @@ ROW_PREFETCH = 16
 
 #: DMA clients in grant priority order.
 CLIENTS = ("store", "fetch", "load", "hook")
+
+
+def accelerator_ports(*, bus_width, id_width):
+    """The ports of an accelerator (this one and rtl/small/top.py's): ``s_axil`` (registers),
+    ``m_axi`` (memory, ``bus_width`` bits of data), ``irq``."""
+    return {
+        "s_axil": In(AXI4LiteSignature(addr_width=ADDR_WIDTH)),
+        "m_axi": Out(AXI4Signature(addr_width=32, data_width=bus_width, id_width=id_width)),
+        "irq": Out(1),
+    }
 
 
 class Tessera(wiring.Component):
@@ -142,11 +152,7 @@ class Tessera(wiring.Component):
         self.requant_units = check_units(requant_units, lanes=lanes, name="requant_units")
         self.requantizer = Requantizer(lanes=lanes, units=self.requant_units)
         self.controller = Controller()
-        super().__init__({
-            "s_axil": In(AXI4LiteSignature(addr_width=ADDR_WIDTH)),
-            "m_axi": Out(AXI4Signature(addr_width=32, data_width=bus_width, id_width=id_width)),
-            "irq": Out(1),
-        })
+        super().__init__(accelerator_ports(bus_width=bus_width, id_width=id_width))
 
     def elaborate(self, platform):
         m = Module()

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from tessera.rtl.axi import AXI4LiteSignature
 from tessera.rtl.registers import ADDR_WIDTH
-from tessera.rtl.top import Tessera
+from tessera.rtl.cores import accelerator
 
 from .axi_memory import MIN_READ_LATENCY, AxiMemory
 
@@ -53,12 +53,13 @@ class AcceleratorHarness(wiring.Component):
     **tessera_params
         ``rows``, ``cols``, ``scratchpad_depth``, ``accumulator_depth``, ``bus_width``,
         ``id_width``, ``requant_units`` of :class:`Tessera` (Tessera's defaults for those not
-        given).
+        given); ``core="small"`` builds :class:`~tessera.rtl.small.top.TesseraSmall` instead (see
+        ``AcceleratorConfig.core``).
     """
     def __init__(self, *, mem_size=DEFAULT_MEM_SIZE, mem_latency=MIN_READ_LATENCY,
                  **tessera_params):
         tessera_params.setdefault("id_width", ID_WIDTH)
-        self.tessera = Tessera(**tessera_params)
+        self.tessera = accelerator(**tessera_params)
         axi = self.tessera.m_axi.signature
         self.memory = AxiMemory(size=mem_size, data_width=axi.data_width,
                                 id_width=axi.id_width, addr_width=axi.addr_width,

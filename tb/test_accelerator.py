@@ -32,6 +32,9 @@ CONFIGS = {
     "8x8": AcceleratorConfig(),
     "3x5-bus32": AcceleratorConfig(rows=3, cols=5, scratchpad_depth=256, accumulator_depth=64,
                                    bus_width=32),
+    # The small core (rtl/small/top.py): R > C, so lanes C..R-1 of the accumulator are exercised.
+    "small-5x3": AcceleratorConfig(rows=5, cols=3, scratchpad_depth=256, accumulator_depth=64,
+                                   bus_width=32, core="small"),
 }
 
 
@@ -302,10 +305,11 @@ def test_fence_orders_engines_without_tokens(seed):
 
 # --- watchdog ---------------------------------------------------------------------------------------
 
-def test_watchdog_stops_a_hung_memory(seed):
+@pytest.mark.parametrize("config", ["3x5-bus32", "small-5x3"])
+def test_watchdog_stops_a_hung_memory(config, seed):
     """The memory stops answering in the middle of a GEMM: WATCHDOG instead of a hang; the
     next program (memory answering again) runs normally."""
-    cfg = CONFIGS["3x5-bus32"]
+    cfg = CONFIGS[config]
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (40, 30), dtype=np.int8)
     b = rng.integers(-128, 128, (30, 20), dtype=np.int8)
@@ -318,10 +322,11 @@ def test_watchdog_stops_a_hung_memory(seed):
     ok.check(ok.result["image"])
 
 
-def test_soft_reset_stops_a_program(seed):
+@pytest.mark.parametrize("config", ["3x5-bus32", "small-5x3"])
+def test_soft_reset_stops_a_program(config, seed):
     """CTRL.soft_reset in the middle of a GEMM: the program ends with ABORTED (done and error
     set), the bus stays legal, and the next program runs normally."""
-    cfg = CONFIGS["3x5-bus32"]
+    cfg = CONFIGS[config]
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (60, 40), dtype=np.int8)
     b = rng.integers(-128, 128, (40, 25), dtype=np.int8)

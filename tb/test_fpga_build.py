@@ -91,12 +91,12 @@ def test_build_command_line(monkeypatch, capsys):
 
 def test_board_default_requantizer_uses_the_spare_dsps():
     """Without requant_units, a board's requantizer gets the DSPs its PEs leave, 4 per unit, at
-    least 1 unit and at most one per lane; an explicit value wins."""
+    least 1 unit and at most one per lane; an explicit value wins. (The small core, on the
+    iCEBreaker, has one serial requantizer.)"""
     ulx3s, icebreaker = BOARDS["ulx3s"], BOARDS["icebreaker"]
     assert ulx3s.dsp_blocks == 156 and icebreaker.dsp_blocks == 8
     cases = [(ulx3s, None, None, 12, 3), (ulx3s, 2, 2, 2, None), (ulx3s, 10, 10, 10, None),
-             (ulx3s, 12, 12, 12, 3), (ulx3s, 11, 12, 12, 6), (ulx3s, 13, 13, 13, 1),
-             (icebreaker, None, None, 2, 1), (icebreaker, 1, 1, 1, None)]
+             (ulx3s, 12, 12, 12, 3), (ulx3s, 11, 12, 12, 6), (ulx3s, 13, 13, 13, 1)]
     for spec, rows, cols, lanes, units in cases:
         config = spec.accelerator_config(rows, cols)
         assert max(config.rows, config.cols) == lanes and config.requant_units == units, \
@@ -104,6 +104,10 @@ def test_board_default_requantizer_uses_the_spare_dsps():
         used = config.rows * config.cols + REQUANT_UNIT_DSPS * (units or lanes)
         assert used <= spec.dsp_blocks or units == 1, (spec.name, rows, cols, used)
     assert ulx3s.accelerator_config(12, 12, requant_units=2).requant_units == 2
+    # The iCEBreaker builds the small core: one serial requantizer, no units to choose.
+    for rows in (None, 1, 4):
+        config = icebreaker.accelerator_config(rows, rows)
+        assert config.core == "small" and config.requant_units is None, config
     # PEs with logic multipliers leave every DSP to the requantizer: one unit per lane.
     assert ulx3s.accelerator_config(12, 12, multiplier="lut").requant_units is None
     assert ulx3s.accelerator_config(16, 16, multiplier="lut").requant_units is None

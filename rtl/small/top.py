@@ -1,0 +1,586 @@
+"""Tessera for small FPGAs: the same instruction set, register map and bus ports as
+:class:`~tessera.rtl.top.Tessera`, executed one instruction at a time by one sequencer.
+
+::
+
+    host ─ s_axil ─► RegisterFile ─ start, PROGRAM_ADDR/LEN, DMA hook ─► Sequencer (one FSM)
+                          ▲  status, errors, counters, irq                 │  │      │
+                          └────────────────────────────────────────────────┘  │      │
+        instruction queues (one RAM: 3 x QUEUE_DEPTH entries) ◄─ dispatch ──┘      │
+        token counters (6)                                                         ▼
+        Scratchpad RAM, Accumulator RAM ◄─► MAC unit (C multipliers) ─ SerialRequantizer
+                                        ◄─► RowDma (one row at a time) ─ m_axi (32-bit AXI4)
+
+:class:`~tessera.rtl.top.Tessera` runs three engines concurrently, each with its own queue, a DMA
+with bursts in flight, a systolic array of R x C multipliers and a pipelined requantizer per
+lane, all built for 125 MHz on a large ECP5; it does not fit an iCE40UP5K (5,280 logic cells).
+``TesseraSmall`` keeps every contract a program or a host sees -- the instruction set
+(rtl/isa.py), its checks and error codes, the token semantics, the register map (rtl/registers.py)
+and the AXI4 / AXI4-Lite ports -- and trades speed for area:
+
+* **One sequencer executes the machine model of docs/isa.md literally**, the way the
+  instruction-level simulator (sim/isa_sim.py) does: it dispatches in program order as far as it
+  can (fetch one instruction, check it with the same :class:`~tessera.rtl.decoder.Decoder`, put it
+  into its engine's queue; FENCE waits for empty queues, HALT stops dispatch), then executes the
+  *oldest* queue head whose tokens are available, completely, and repeats. Programs therefore end
+  with exactly the memory, buffers, ERROR_CODE and ERROR_INFO of the instruction-level simulator
+  in its default (oldest-first) order, DEADLOCK and TOKEN_OVERFLOW included.
+* **The queues** are one RAM of ``3 * QUEUE_DEPTH`` entries (instruction and index), with a head
+  pointer and a count per engine; 6 token counters of 9 bits (TOKEN_LIMIT = 255 and its overflow).
+* **The DMA** (:class:`~tessera.rtl.small.row_dma.RowDma`) moves one row (or one instruction) at a
+  time in bursts of 32-bit beats, any alignment.
+* **MATMUL** loads the R x C weight tile into registers, then for each activation row computes
+  the C column sums with C 8 x 8 multipliers over R cycles (C MACs per cycle; the R x C "array"
+  is the shape of the tile, as in Tessera's registers ROWS/COLS).
+* **STORE** requantizes a row lane by lane with one multiplier
+  (:class:`~tessera.rtl.small.requant.SerialRequantizer`).
+* **Performance counters** keep their meaning: CYCLES while a program runs; X_BUSY while the
+  sequencer executes an instruction of engine X; X_STALL while engine X's queue holds an
+  instruction it is not executing; MAC_ACTIVE once per activation row (R x C MACs each);
+  DMA_BYTES_READ/WRITTEN the bytes of the rows moved (16 per instruction fetched).
+* **Registers** behave as in Tessera (``CTRL.start``, ``STATUS``, the interrupt, the DMA test hook
+  with its checks and DMA_ERROR; ``CTRL.soft_reset``: the instruction executing runs to its end,
+  then the program stops with ABORTED, ERROR_INFO the index of the next instruction to dispatch,
+  and a hook transfer stops at the end of its row; the watchdog: WATCHDOG cycles without a bus
+  handshake, a dispatch, an activation row or an instruction's end while the sequencer waits
+  for the DMA stop the program and reset the DMA, ERROR_INFO the index of the instruction
+  executing or, if none, being fetched).
+
+Only the cycle counts differ from Tessera's. Configuration: ``rows``, ``cols`` (lanes =
+max(rows, cols)), ``scratchpad_depth``, ``accumulator_depth``; the bus is 32 bits wide.
+"""
+
+from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import connect, flipped
+
+from ..decoder import Decoder
+from ..dma_descriptor import Buffer, Direction, DmaError
+from ..isa import (INSTRUCTION_BITS, INSTRUCTION_BYTES, QUEUE_DEPTH, TOKEN_LIMIT, Engine,
+                   Instruction, Opcode, ProgramError)
+from ..registers import PERF_COUNTERS, dma_descriptor, register_file
+from ..top import accelerator_ports
+from .requant import SerialRequantizer
+from .row_dma import RowDma
+
+__all__ = ["TesseraSmall", "BUS_WIDTH"]
+
+#: The small core's AXI4 data width.
+BUS_WIDTH = 32
+
+#: Bits of an instruction index (PROGRAM_LEN and ERROR_INFO are 32 bits).
+INDEX_BITS = 32
+
+ENGINES = (Engine.LOAD, Engine.EXEC, Engine.STORE)
+
+
+class TesseraSmall(wiring.Component):
+    """The accelerator for small FPGAs (see the module docstring).
+
+    Parameters (keyword-only): ``rows``, ``cols``, ``scratchpad_depth``, ``accumulator_depth``,
+    ``id_width``; ``bus_width`` must be 32 (accepted so configurations read alike).
+    """
+    def __init__(self, *, rows=2, cols=2, scratchpad_depth=256, accumulator_depth=64,
+                 bus_width=BUS_WIDTH, id_width=4):
+        if bus_width != BUS_WIDTH:
+            raise ValueError(f"TesseraSmall has a {BUS_WIDTH}-bit bus, not bus_width={bus_width!r}")
+        self.config = dict(rows=rows, cols=cols, scratchpad_depth=scratchpad_depth,
+                           accumulator_depth=accumulator_depth, bus_width=bus_width)
+        # The register file validates the configuration with clear messages.
+        self.regs = register_file(**self.config)
+        self.rows, self.cols = rows, cols
+        self.lanes = lanes = max(rows, cols)
+        self.scratchpad_depth, self.accumulator_depth = scratchpad_depth, accumulator_depth
+        #: Bytes the DMA moves at most at once: an accumulator row or an instruction.
+        self.row_bytes = max(4 * lanes, INSTRUCTION_BYTES)
+        self.dma = RowDma(row_bytes=self.row_bytes, id_width=id_width)
+        self.requantizer = SerialRequantizer(lanes=lanes)
+        self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
+                               scratchpad_depth=scratchpad_depth,
+                               accumulator_depth=accumulator_depth)
+        super().__init__(accelerator_ports(bus_width=bus_width, id_width=id_width))
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, lanes = self.rows, self.cols, self.lanes
+        regs = m.submodules.regs = self.regs
+        dma = self.dma
+        # The watchdog resets the DMA (it may hold a transaction the memory never answers).
+        dma_reset = Signal()
+        m.submodules.dma = ResetInserter(dma_reset)(dma)
+        rq = m.submodules.requantizer = self.requantizer
+        dec = m.submodules.decoder = self.decoder
+        connect(m, flipped(self.s_axil), regs.s_axil)
+        connect(m, dma.m_axi, flipped(self.m_axi))
+
+        # --- buffers ----------------------------------------------------------------------------
+        spad = Memory(shape=8 * lanes, depth=self.scratchpad_depth, init=[])
+        acc = Memory(shape=32 * lanes, depth=self.accumulator_depth, init=[])
+        m.submodules.scratchpad = spad
+        m.submodules.accumulator = acc
+        spad_w, spad_r = spad.write_port(), spad.read_port()
+        acc_w, acc_r = acc.write_port(), acc.read_port()
+        spad_row = spad_r.data                      # read data: the row addressed a cycle ago
+        acc_row = acc_r.data
+
+        # --- instruction queues -----------------------------------------------------------------
+        entry = data.StructLayout({"word": Instruction(), "index": INDEX_BITS})
+        queue_ram = Memory(shape=entry, depth=len(ENGINES) * QUEUE_DEPTH, init=[])
+        m.submodules.queues = queue_ram
+        q_w, q_r = queue_ram.write_port(), queue_ram.read_port()
+        slot = range(QUEUE_DEPTH)
+        head = Array(Signal(slot, name=f"head_{e.name.lower()}") for e in ENGINES)
+        count = Array(Signal(range(QUEUE_DEPTH + 1), name=f"count_{e.name.lower()}")
+                      for e in ENGINES)
+        queues_empty = Cat(*(c == 0 for c in count)).all()
+
+        # --- token counters: tokens[(src, dst)] ---------------------------------------------------
+        tokens = {(s, d): Signal(range(TOKEN_LIMIT + 2), name=f"tokens_{s.name.lower()}_"
+                                 f"{d.name.lower()}")
+                  for s in ENGINES for d in ENGINES if s != d}
+
+        # --- sequencer state ----------------------------------------------------------------------
+        running = Signal()
+        next_index = Signal(INDEX_BITS)     # the next instruction dispatch reads
+        held = Signal()                     # ``fetched`` is checked and waits to be dispatched
+        halted = Signal()
+        fetched = Signal(Instruction())
+        fetched_engine = Signal(2)
+        fetched_fence = Signal()
+        fetched_halt = Signal()
+        cur = Signal(entry)                 # the instruction executing (a queue head)
+        cur_engine = Signal(2)
+        cur_is_hook = Signal()              # ``cur`` is the DMA hook's descriptor as a LOAD/STORE
+        executing = Signal()                # ``cur`` is executing (counters, watchdog index)
+        error_code = Signal(4)
+        error_index = Signal(INDEX_BITS)
+        dma_error = Signal(4)
+        dma_error_addr = Signal(32)
+        done = Signal()                     # pulse: a program ended
+        hook_done = Signal()                # pulse: a hook transfer ended
+        hook_error = Signal()
+        m.d.sync += [done.eq(0), hook_done.eq(0)]
+
+        m.d.comb += dec.word.eq(fetched)
+
+        # The scan of the queue heads (oldest ready first).
+        scan = Signal(range(len(ENGINES) + 1))
+        found = Signal()
+        best = Signal(INDEX_BITS)
+        any_head = Signal()
+        oldest = Signal(INDEX_BITS)          # the smallest index among the heads (DEADLOCK's)
+
+        # Row transfers (LOAD, STORE, the hook): the row counter and the memory address.
+        row = Signal(16)
+        addr = Signal(32)
+        # MATMUL: the weight tile, the activation row, the output row (lanes below C: the column
+        # sums, which start from the old accumulator row when accumulating, or from 0).
+        weights = [[Signal(signed(8), name=f"w_{r}_{c}") for c in range(cols)]
+                   for r in range(rows)]
+        act = [Signal(signed(8), name=f"a_{r}") for r in range(rows)]
+        sums = [Signal(signed(32), name=f"sum_{lane}") for lane in range(lanes)]
+        step = Signal(range(rows + 1))
+        mac_row = Signal()                  # pulse: an activation row went through the MACs
+        # CONFIG's latched parameters.
+        multiplier = Signal(data.ArrayLayout(signed(32), lanes))
+        shift = Signal(data.ArrayLayout(signed(6), lanes))
+        zero_point = Signal(signed(8))
+        act_min = Signal(signed(8), init=-128)
+        act_max = Signal(signed(8), init=127)
+        m.d.comb += [rq.multiplier.eq(multiplier), rq.shift.eq(shift),
+                     rq.zero_point.eq(zero_point), rq.act_min.eq(act_min),
+                     rq.act_max.eq(act_max)]
+
+        # Views of ``cur`` per format.
+        word = cur.word
+        ld, mm, st, cf = word.load, word.matmul, word.store, word.config
+        is_load = word.header.opcode == Opcode.LOAD
+        to_acc = Signal()                   # the row transfer's buffer is the accumulator
+        move_rows = Mux(is_load, ld.rows, st.rows)
+        move_bytes = Mux(is_load, ld.row_bytes, st.row_bytes)
+        move_stride = Mux(is_load, ld.dram_stride, st.dram_stride)
+        move_sram = Mux(is_load, ld.sram_row, st.acc_row) + row
+        requant = ~is_load & st.requant & ~cur_is_hook
+
+        # --- soft reset and watchdog ----------------------------------------------------------------
+        soft_pending = Signal()
+        with m.If(regs.ctrl.soft_reset):
+            m.d.sync += soft_pending.eq(1)
+        bus = self.m_axi
+        progress = Signal()
+        m.d.comb += progress.eq((bus.arvalid & bus.arready) | (bus.rvalid & bus.rready) |
+                                (bus.awvalid & bus.awready) | (bus.wvalid & bus.wready) |
+                                (bus.bvalid & bus.bready))
+        quiet = Signal(32)
+        watchdog = Signal()
+        m.d.comb += watchdog.eq(running & (regs.watchdog.cycles != 0) &
+                                (quiet >= regs.watchdog.cycles))
+        dispatched = Signal()               # pulse: an instruction entered a queue or completed
+        with m.If(progress | dispatched | mac_row | ~running):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != 0xFFFF_FFFF):
+            m.d.sync += quiet.eq(quiet + 1)
+
+        # --- DMA requests (driven from the FSM) -----------------------------------------------------
+        m.d.comb += [dma.start.eq(0), dma.write.eq(0)]
+
+        def fail(code, index):
+            m.d.sync += [error_code.eq(code), error_index.eq(index), executing.eq(0)]
+            m.next = "STOP"
+
+        def dma_failed():
+            m.d.sync += [dma_error.eq(dma.error), dma_error_addr.eq(dma.error_addr)]
+
+        engine_of_fetched = dec.engine
+        begin = Signal()                    # a program starts (clears the counters)
+        hook_pending = Signal()             # DMA_START was written; the hook waits for IDLE
+        with m.If(regs.dma_start.start & ~soft_pending):
+            m.d.sync += hook_pending.eq(1)
+
+        with m.FSM(name="sequencer") as sequencer:
+            with m.State("IDLE"):
+                with m.If(regs.ctrl.start & ~soft_pending):
+                    m.d.comb += begin.eq(1)
+                    m.d.sync += [running.eq(1), next_index.eq(0), held.eq(0), halted.eq(0),
+                                 error_code.eq(0), error_index.eq(0), hook_error.eq(0)]
+                    m.d.sync += [c.eq(0) for c in count]
+                    m.d.sync += [h.eq(0) for h in head]
+                    m.d.sync += [t.eq(0) for t in tokens.values()]
+                    m.next = "DISPATCH"
+                with m.Elif(hook_pending & ~soft_pending):
+                    m.d.sync += hook_pending.eq(0)
+                    m.next = "HOOK"
+                with m.Elif(soft_pending):
+                    m.d.sync += [soft_pending.eq(0), hook_pending.eq(0)]
+
+            # --- the DMA hook: a descriptor from the registers, checked like Tessera's DMA ---
+            with m.State("HOOK"):
+                d = dma_descriptor(regs)
+                row_limit = Mux(d.buffer == Buffer.ACCUMULATOR, 4 * lanes, lanes)
+                depth = Mux(d.buffer == Buffer.ACCUMULATOR, self.accumulator_depth,
+                            self.scratchpad_depth)
+                check = Mux(d.rows == 0, DmaError.ZERO_ROWS,
+                            Mux(d.row_bytes == 0, DmaError.ZERO_BYTES,
+                                Mux(d.row_bytes > row_limit, DmaError.ROW_TOO_LONG,
+                                    Mux(d.sram_row + d.rows > depth, DmaError.SRAM_RANGE,
+                                        DmaError.NONE))))
+                m.d.sync += [dma_error.eq(check), dma_error_addr.eq(d.dram_addr)]
+                with m.If(check != DmaError.NONE):
+                    m.d.sync += [hook_done.eq(1), hook_error.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    # The descriptor as a LOAD or a raw STORE in ``cur`` (fields of equal
+                    # meaning; ``to_acc`` says which buffer a STORE reads).
+                    as_load = d.direction == Direction.LOAD
+                    hook_word = Signal(Instruction())
+                    m.d.comb += [
+                        hook_word.header.opcode.eq(Mux(as_load, Opcode.LOAD, Opcode.STORE)),
+                        hook_word.load.buffer.eq(d.buffer),
+                        hook_word.load.row_bytes.eq(d.row_bytes),
+                        hook_word.load.sram_row.eq(d.sram_row),
+                        hook_word.load.rows.eq(d.rows),
+                        hook_word.load.dram_addr.eq(d.dram_addr),
+                        hook_word.load.dram_stride.eq(d.dram_stride),
+                    ]
+                    m.d.sync += [cur.word.eq(hook_word), cur_is_hook.eq(1), hook_error.eq(0),
+                                 to_acc.eq(d.buffer == Buffer.ACCUMULATOR),
+                                 row.eq(0), addr.eq(d.dram_addr)]
+                    m.next = "MOVE"
+
+            # --- dispatch ------------------------------------------------------------------------
+            with m.State("DISPATCH"):
+                with m.If(soft_pending):
+                    fail(ProgramError.ABORTED, next_index)
+                with m.Elif(halted):
+                    with m.If(queues_empty):
+                        m.next = "STOP"                   # the program ended; error_code NONE
+                    with m.Else():
+                        m.next = "SCAN"
+                with m.Elif(held):
+                    with m.If(fetched_halt):
+                        m.d.sync += [halted.eq(1), held.eq(0), next_index.eq(next_index + 1)]
+                    with m.Elif(fetched_fence):
+                        with m.If(queues_empty):
+                            m.d.comb += dispatched.eq(1)
+                            m.d.sync += [held.eq(0), next_index.eq(next_index + 1)]
+                        with m.Else():
+                            m.next = "SCAN"
+                    with m.Elif(count[fetched_engine] == QUEUE_DEPTH):
+                        m.next = "SCAN"
+                    with m.Else():
+                        m.d.comb += [
+                            q_w.addr.eq(fetched_engine * QUEUE_DEPTH +
+                                        (head[fetched_engine] + count[fetched_engine])[:3]),
+                            q_w.data.word.eq(fetched),
+                            q_w.data.index.eq(next_index),
+                            q_w.en.eq(1),
+                            dispatched.eq(1),
+                        ]
+                        m.d.sync += [count[fetched_engine].eq(count[fetched_engine] + 1),
+                                     held.eq(0), next_index.eq(next_index + 1)]
+                with m.Elif(next_index == regs.program_len.length):
+                    fail(ProgramError.NO_HALT, next_index)
+                with m.Else():
+                    m.d.comb += [dma.start.eq(1),
+                                 dma.addr.eq(regs.program_addr.addr +
+                                             (next_index << 4)),
+                                 dma.nbytes.eq(INSTRUCTION_BYTES)]
+                    m.d.sync += dma_error.eq(DmaError.NONE)
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(watchdog):
+                    m.d.comb += dma_reset.eq(1)
+                    fail(ProgramError.WATCHDOG, next_index)
+                with m.Elif(dma.done):
+                    with m.If(dma.error != DmaError.NONE):
+                        dma_failed()
+                        fail(ProgramError.BUS_ERROR, next_index)
+                    with m.Else():
+                        m.d.sync += fetched.eq(dma.rdata[:INSTRUCTION_BITS])
+                        m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(dec.error != ProgramError.NONE):
+                    fail(dec.error, next_index)
+                with m.Else():
+                    m.d.sync += [held.eq(1), fetched_engine.eq(engine_of_fetched),
+                                 fetched_fence.eq(dec.fence), fetched_halt.eq(dec.halt)]
+                    m.next = "DISPATCH"
+
+            # --- choose the oldest ready queue head ------------------------------------------------
+            with m.State("SCAN"):
+                # Queue ``scan`` is addressed in cycle ``scan``; its head is judged a cycle later.
+                m.d.comb += q_r.addr.eq(scan * QUEUE_DEPTH + head[scan[:2]])
+                m.d.sync += scan.eq(scan + 1)
+                with m.If(scan == 0):
+                    m.d.sync += [found.eq(0), any_head.eq(0)]
+                with m.Else():
+                    judged = scan - 1
+                    h = q_r.data
+                    pops = h.word.header.pop
+                    ready = Signal()
+                    for e in ENGINES:
+                        waits = [tokens[(s, e)] == 0 for s in ENGINES if s != e]
+                        srcs = [s for s in ENGINES if s != e]
+                        blocked = (pops[srcs[0]] & waits[0]) | (pops[srcs[1]] & waits[1])
+                        with m.If(judged == e):
+                            m.d.comb += ready.eq(~blocked)
+                    with m.If(count[judged[:2]] != 0):
+                        with m.If(~any_head | (h.index < oldest)):
+                            m.d.sync += oldest.eq(h.index)
+                        m.d.sync += any_head.eq(1)
+                        with m.If(ready & (~found | (h.index < best))):
+                            m.d.sync += [found.eq(1), best.eq(h.index), cur.eq(h),
+                                         cur_engine.eq(judged)]
+                    with m.If(scan == len(ENGINES)):
+                        m.d.sync += scan.eq(0)
+                        m.next = "TAKE"
+            with m.State("TAKE"):
+                with m.If(soft_pending):
+                    fail(ProgramError.ABORTED, next_index)
+                with m.Elif(~found):
+                    fail(ProgramError.DEADLOCK, oldest)
+                with m.Else():
+                    pops = cur.word.header.pop
+                    for (s, d), t in tokens.items():
+                        with m.If((cur_engine == d) & pops[s]):
+                            m.d.sync += t.eq(t - 1)
+                    op = cur.word.header.opcode
+                    m.d.sync += [executing.eq(1), cur_is_hook.eq(0), row.eq(0), step.eq(0),
+                                 dma_error.eq(Mux((op == Opcode.LOAD) | (op == Opcode.STORE),
+                                                  DmaError.NONE, dma_error)),
+                                 to_acc.eq(Mux(op == Opcode.LOAD,
+                                               cur.word.load.buffer == Buffer.ACCUMULATOR, 1)),
+                                 addr.eq(Mux(op == Opcode.LOAD, cur.word.load.dram_addr,
+                                             cur.word.store.dram_addr))]
+                    with m.Switch(op):
+                        with m.Case(Opcode.LOAD, Opcode.STORE):
+                            m.next = "MOVE"
+                        with m.Case(Opcode.MATMUL):
+                            m.next = "WEIGHTS"
+                        with m.Default():
+                            m.next = "CONFIG"
+
+            # --- LOAD, STORE, the hook: one row at a time -------------------------------------------
+            with m.State("MOVE"):
+                with m.If(is_load):
+                    m.d.comb += [dma.start.eq(1), dma.addr.eq(addr), dma.nbytes.eq(move_bytes)]
+                    m.next = "MOVE_WAIT"
+                with m.Else():
+                    m.d.comb += [acc_r.addr.eq(move_sram), spad_r.addr.eq(move_sram)]
+                    m.next = "MOVE_READ"
+            with m.State("MOVE_READ"):
+                # The buffer row is on the read ports.
+                with m.If(requant):
+                    m.d.comb += [rq.start.eq(1), rq.data.eq(acc_row)]
+                    m.next = "MOVE_REQUANT"
+                with m.Else():
+                    m.d.comb += [dma.start.eq(1), dma.write.eq(1), dma.addr.eq(addr),
+                                 dma.nbytes.eq(move_bytes),
+                                 dma.wdata.eq(Mux(to_acc, acc_row, spad_row))]
+                    m.next = "MOVE_WAIT"
+            with m.State("MOVE_REQUANT"):
+                with m.If(rq.done):
+                    m.d.comb += [dma.start.eq(1), dma.write.eq(1), dma.addr.eq(addr),
+                                 dma.nbytes.eq(move_bytes), dma.wdata.eq(rq.result.as_value())]
+                    m.next = "MOVE_WAIT"
+            with m.State("MOVE_WAIT"):
+                with m.If(watchdog & ~cur_is_hook):
+                    m.d.comb += dma_reset.eq(1)
+                    fail(ProgramError.WATCHDOG, cur.index)
+                with m.Elif(dma.done):
+                    with m.If(dma.error != DmaError.NONE):
+                        dma_failed()
+                        with m.If(cur_is_hook):
+                            m.d.sync += [hook_done.eq(1), hook_error.eq(1)]
+                            m.next = "IDLE"
+                        with m.Else():
+                            fail(ProgramError.BUS_ERROR, cur.index)
+                    with m.Else():
+                        with m.If(is_load):
+                            m.d.comb += [
+                                spad_w.addr.eq(move_sram), spad_w.data.eq(dma.rdata),
+                                spad_w.en.eq(~to_acc),
+                                acc_w.addr.eq(move_sram), acc_w.data.eq(dma.rdata),
+                                acc_w.en.eq(to_acc),
+                            ]
+                        m.d.sync += [row.eq(row + 1), addr.eq(addr + move_stride)]
+                        with m.If(row + 1 == move_rows):
+                            with m.If(cur_is_hook):
+                                m.d.sync += hook_done.eq(1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "RETIRE"
+                        with m.Elif(soft_pending & cur_is_hook):
+                            m.d.sync += hook_done.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "MOVE"
+
+            # --- MATMUL -------------------------------------------------------------------------------
+            with m.State("WEIGHTS"):
+                # Weight row ``step`` is addressed in cycle ``step`` and shifted in a cycle later
+                # (rows enter at the bottom: after R rows, ``weights[0]`` is W[0]).
+                m.d.comb += spad_r.addr.eq(mm.wgt_row + step)
+                m.d.sync += step.eq(step + 1)
+                with m.If(step != 0):
+                    for r in range(rows - 1):
+                        m.d.sync += [weights[r][c].eq(weights[r + 1][c]) for c in range(cols)]
+                    m.d.sync += [weights[rows - 1][c].eq(spad_row[8 * c:8 * c + 8])
+                                 for c in range(cols)]
+                with m.If(step == rows):
+                    m.next = "ACT"
+            with m.State("ACT"):
+                m.d.comb += [spad_r.addr.eq(mm.act_row + row), acc_r.addr.eq(mm.acc_row + row)]
+                m.d.sync += step.eq(0)
+                m.next = "ACT_READ"
+            with m.State("ACT_READ"):
+                m.d.sync += [a.eq(spad_row[8 * r:8 * r + 8]) for r, a in enumerate(act)]
+                m.d.sync += [s.eq(Mux(mm.accumulate, acc_row[32 * lane:32 * lane + 32], 0))
+                             for lane, s in enumerate(sums)]
+                m.next = "MAC"
+            with m.State("MAC"):
+                # One reduction step per cycle: act[0] times weight row 0, then both rotate.
+                m.d.sync += [sums[c].eq(sums[c] + act[0] * weights[0][c]) for c in range(cols)]
+                m.d.sync += [act[r].eq(act[(r + 1) % rows]) for r in range(rows)]
+                for r in range(rows):
+                    m.d.sync += [weights[r][c].eq(weights[(r + 1) % rows][c])
+                                 for c in range(cols)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == rows - 1):
+                    m.next = "ACT_WRITE"
+            with m.State("ACT_WRITE"):
+                m.d.comb += [acc_w.addr.eq(mm.acc_row + row), acc_w.data.eq(Cat(*sums)),
+                             acc_w.en.eq(1), mac_row.eq(1)]
+                m.d.sync += row.eq(row + 1)
+                with m.If(row + 1 == mm.rows):
+                    m.next = "RETIRE"
+                with m.Else():
+                    m.next = "ACT"
+
+            # --- CONFIG -------------------------------------------------------------------------------
+            with m.State("CONFIG"):
+                m.d.comb += acc_r.addr.eq(cf.params_row + step)
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == 1):
+                    m.d.sync += multiplier.eq(acc_row)
+                with m.If(step == 2):
+                    for lane in range(lanes):
+                        value = acc_row[32 * lane:32 * lane + 32].as_signed()
+                        m.d.sync += shift[lane].eq(Mux(value < -31, -31,
+                                                       Mux(value > 30, 30, value)))
+                    m.d.sync += [zero_point.eq(cf.zero_point), act_min.eq(cf.act_min),
+                                 act_max.eq(cf.act_max)]
+                    m.next = "RETIRE"
+
+            # --- the end of an instruction: its queue entry goes, its tokens are given ---------
+            with m.State("RETIRE"):
+                m.d.comb += dispatched.eq(1)
+                m.d.sync += [executing.eq(0),
+                             head[cur_engine].eq(head[cur_engine] + 1),
+                             count[cur_engine].eq(count[cur_engine] - 1)]
+                pushes = cur.word.header.push
+                overflow = Signal()
+                for (s, d), t in tokens.items():
+                    with m.If((cur_engine == s) & pushes[d]):
+                        m.d.sync += t.eq(t + 1)
+                        with m.If(t == TOKEN_LIMIT):
+                            m.d.comb += overflow.eq(1)
+                with m.If(overflow):
+                    fail(ProgramError.TOKEN_OVERFLOW, cur.index)
+                with m.Else():
+                    m.next = "DISPATCH"
+
+            with m.State("STOP"):
+                m.d.sync += [running.eq(0), done.eq(1), soft_pending.eq(0), executing.eq(0)]
+                m.next = "IDLE"
+
+        # --- performance counters ------------------------------------------------------------------
+        events = {
+            "CYCLES": running,
+            "LOAD_BUSY": executing & (cur_engine == Engine.LOAD),
+            "LOAD_STALL": running & (count[Engine.LOAD] != 0) &
+                          ~(executing & (cur_engine == Engine.LOAD)),
+            "EXEC_BUSY": executing & (cur_engine == Engine.EXEC),
+            "EXEC_STALL": running & (count[Engine.EXEC] != 0) &
+                          ~(executing & (cur_engine == Engine.EXEC)),
+            "STORE_BUSY": executing & (cur_engine == Engine.STORE),
+            "STORE_STALL": running & (count[Engine.STORE] != 0) &
+                           ~(executing & (cur_engine == Engine.STORE)),
+            "MAC_ACTIVE": mac_row,
+        }
+        assert set(events) | {"DMA_BYTES_READ", "DMA_BYTES_WRITTEN"} == set(PERF_COUNTERS)
+        for name, event in events.items():
+            counter = Signal(32, name=f"count_{name.lower()}")
+            with m.If(begin):
+                m.d.sync += counter.eq(0)
+            with m.Elif(event):
+                m.d.sync += counter.eq(counter + 1)
+            m.d.comb += getattr(regs, name.lower()).count.eq(counter)
+        # The bytes of every row (or instruction) the DMA moved while the program ran, counted
+        # here when the transfer ends (the size and direction of the transfer are registered at
+        # its start).
+        transfer_bytes = Signal.like(dma.nbytes)
+        transfer_write = Signal()
+        with m.If(dma.start & ~dma.busy):
+            m.d.sync += [transfer_bytes.eq(dma.nbytes), transfer_write.eq(dma.write)]
+        for name, write in (("DMA_BYTES_READ", 0), ("DMA_BYTES_WRITTEN", 1)):
+            counter = Signal(32, name=f"count_{name.lower()}")
+            with m.If(begin):
+                m.d.sync += counter.eq(0)
+            with m.Elif(running & dma.done & (transfer_write == write)):
+                m.d.sync += counter.eq(counter + transfer_bytes)
+            m.d.comb += getattr(regs, name.lower()).count.eq(counter)
+
+        # --- status, errors, interrupt ---------------------------------------------------------------
+        m.d.comb += [
+            regs.status.busy.eq(running | hook_pending | ~sequencer.ongoing("IDLE")),
+            regs.status.done_set.eq(done | hook_done),
+            regs.status.error.eq((error_code != 0) | hook_error),
+            regs.error_code.code.eq(error_code),
+            regs.error_info.index.eq(error_index),
+            regs.dma_error.code.eq(dma_error),
+            regs.dma_error_addr.addr.eq(dma_error_addr),
+            self.irq.eq(regs.ctrl.irq_enable & (regs.status.done | regs.status.error)),
+        ]
+        return m
