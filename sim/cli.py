@@ -3,11 +3,12 @@
 Subcommands::
 
     tessera verilog [--top accelerator|core] [--rows R] [--cols C] [--multiplier generic|ecp5|lut]
-                    [--bus-width 32|64|128] [-o FILE]    Verilog of the accelerator or tensor core
+                    [--bus-width 32|64|128] [--core tessera|small] [-o FILE]
+                                                        Verilog of the accelerator or tensor core
     tessera demo [--images N] [--batch B] [--backend rtl|golden|board] [--sim SIM]
-                 [--port PORT] [--baud BAUD] [--rows R --cols C]
+                 [--port PORT] [--baud BAUD] [--rows R --cols C] [--core tessera|small]
                                                         the digits MLP on the accelerator
-    tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--json]
+    tessera bench gemm --m M --n N --k K [--rows R --cols C] [--bus-width W] [--core C] [--json]
                                                         one GEMM: cycles, utilization, DMA bytes
     tessera build ulx3s|icebreaker [--rows R --cols C] [--multiplier M] [--freq MHZ]
                                    [--allow-timing-failure]
@@ -50,6 +51,13 @@ def _add_array_options(parser, rows=DEFAULT_ROWS, cols=DEFAULT_COLS):
                         help=f"PE columns = N per tile (default {cols})")
 
 
+def _add_core_option(parser):
+    parser.add_argument("--core", choices=["tessera", "small"], default="tessera",
+                        help="accelerator implementation: tessera (default) or small "
+                             "(rtl/small/top.py: one instruction at a time, 32-bit bus; "
+                             "same programs and results)")
+
+
 def _add_run_options(parser):
     parser.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=None,
                         help="AXI4 data width (default 64)")
@@ -66,6 +74,7 @@ def _add_run_options(parser):
     parser.add_argument("--baud", type=_positive_int, default=None,
                         help="baud rate of the board backend (default 115200, as the board tops)")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    _add_core_option(parser)
     # None = not given: the rtl and golden backends use the defaults (8, 8, 64 bits), the board
     # backend the board's configuration.
     parser.set_defaults(rows=None, cols=None)
@@ -79,9 +88,17 @@ def _cmd_verilog(args):
 
     check_dimension("rows", args.rows)   # before constructing: no half-built design on error
     check_dimension("cols", args.cols)
+    if args.bus_width is None:
+        args.bus_width = 32 if args.core == "small" else 64
     if args.top == "core":
         name = "tessera_tensor_core"
         design = TensorCore(rows=args.rows, cols=args.cols, multiplier=args.multiplier)
+    elif args.core == "small":
+        from tessera.rtl.small.top import TesseraSmall
+        name = "tessera_small"
+        if args.multiplier != "generic":
+            raise ValueError("--multiplier applies only to --core tessera")
+        design = TesseraSmall(rows=args.rows, cols=args.cols, bus_width=args.bus_width)
     else:
         from tessera.rtl.top import Tessera
         name = "tessera"
@@ -120,7 +137,8 @@ def _config(args):
             raise ValueError(f"--{option} applies only to --backend board")
     return AcceleratorConfig(rows=_given(args.rows, DEFAULT_ROWS),
                              cols=_given(args.cols, DEFAULT_COLS),
-                             bus_width=_given(args.bus_width, 64))
+                             bus_width=_given(args.bus_width, 32 if args.core == "small" else 64),
+                             core=args.core)
 
 
 def _board_config(args):
@@ -295,8 +313,9 @@ def build_parser():
     p.add_argument("--top", choices=["accelerator", "core"], default="accelerator",
                    help="the whole accelerator (default) or the tensor core alone")
     _add_array_options(p)
-    p.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=64,
-                   help="AXI4 data width of the top level (default 64)")
+    p.add_argument("--bus-width", type=int, choices=[32, 64, 128], default=None,
+                   help="AXI4 data width of the top level (default 64; 32 with --core small)")
+    _add_core_option(p)
     p.add_argument("--multiplier", choices=["generic", "ecp5", "lut"], default="generic",
                    help="PE multipliers: behavioural (default), ECP5 MULT18X18D primitives, or "
                         "logic only (latency 3)")

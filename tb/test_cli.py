@@ -16,6 +16,9 @@ from tessera.sim.cli import main
     (["--cols", "x"], "argument --cols: expected a positive integer, not 'x'"),
     (["--rows", "300"], "rows must be an integer in [1, 256], not 300"),
     (["--multiplier", "xilinx"], "argument --multiplier: invalid choice: 'xilinx'"),
+    (["--core", "big"], "argument --core: invalid choice: 'big'"),
+    (["--core", "small", "--multiplier", "ecp5"], "--multiplier applies only to --core tessera"),
+    (["--core", "small", "--bus-width", "64"], "TesseraSmall has a 32-bit bus, not bus_width=64"),
 ])
 def test_verilog_bad_parameters(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -62,3 +65,18 @@ def test_verilog_top_level(tmp_path):
     assert "module tessera(" in text
     for port in ("s_axil__awaddr", "m_axi__arlen", "m_axi__wstrb", "irq"):
         assert port in text, port
+
+
+def test_verilog_small_core(tmp_path):
+    """``--core small``: the small core's top level, with the same ports, a 32-bit bus by
+    default, and one SB_MAC16 per column plus one for the requantizer on iCE40."""
+    out = tmp_path / "small.v"
+    assert main(["verilog", "--core", "small", "--rows", "3", "--cols", "2", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module tessera_small(" in text
+    for port in ("s_axil__awaddr", "m_axi__arlen", "m_axi__wstrb", "irq"):
+        assert port in text, port
+    assert "[31:0] m_axi__wdata" in text
+    cells = synth_verilog_cells(text, "tessera_small", "ice40")
+    print(cells)
+    assert cells.get("SB_MAC16") == 2 + 1, cells

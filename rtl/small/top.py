@@ -50,7 +50,7 @@ Only the cycle counts differ from Tessera's. Configuration: ``rows``, ``cols`` (
 max(rows, cols)), ``scratchpad_depth``, ``accumulator_depth``; the bus is 32 bits wide.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import C, Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import connect, flipped
@@ -61,6 +61,7 @@ from ..isa import (INSTRUCTION_BITS, INSTRUCTION_BYTES, QUEUE_DEPTH, TOKEN_LIMIT
                    Instruction, Opcode, ProgramError)
 from ..registers import PERF_COUNTERS, dma_descriptor, register_file
 from ..top import accelerator_ports
+from ..util import wrap_increment
 from .requant import SerialRequantizer
 from .row_dma import RowDma
 
@@ -73,6 +74,13 @@ BUS_WIDTH = 32
 INDEX_BITS = 32
 
 ENGINES = (Engine.LOAD, Engine.EXEC, Engine.STORE)
+
+#: The queue RAM: a bank per engine and one for the DMA hook's descriptor (``HOOK``), of BANK
+#: slots each (a queue uses QUEUE_DEPTH + 1 of them).
+HOOK = len(ENGINES)
+BANKS = HOOK + 1
+BANK = 16
+assert QUEUE_DEPTH + 1 <= BANK
 
 
 class TesseraSmall(wiring.Component):
@@ -125,15 +133,26 @@ class TesseraSmall(wiring.Component):
         acc_row = acc_r.data
 
         # --- instruction queues -----------------------------------------------------------------
+        # One RAM, a bank of BANK slots per engine (address: slot, then bank). A queue is a ring of
+        # QUEUE_DEPTH + 1 slots holding at most QUEUE_DEPTH instructions, so the slot after its
+        # tail is always free: a fetched instruction is written there as soon as it is checked,
+        # and dispatching it only counts it in. Bank HOOK's slot 0 holds the DMA hook's
+        # descriptor. The executing instruction is read in place (the read port stays on its
+        # slot), so no register holds a copy of it.
         entry = data.StructLayout({"word": Instruction(), "index": INDEX_BITS})
-        queue_ram = Memory(shape=entry, depth=len(ENGINES) * QUEUE_DEPTH, init=[])
+        queue_ram = Memory(shape=entry, depth=BANKS * BANK, init=[])
         m.submodules.queues = queue_ram
         q_w, q_r = queue_ram.write_port(), queue_ram.read_port()
-        slot = range(QUEUE_DEPTH)
-        head = Array(Signal(slot, name=f"head_{e.name.lower()}") for e in ENGINES)
+        ring = QUEUE_DEPTH + 1
+        head = Array([*(Signal(range(ring), name=f"head_{e.name.lower()}") for e in ENGINES),
+                      Signal(range(ring), name="head_hook")])       # the hook's: always 0
         count = Array(Signal(range(QUEUE_DEPTH + 1), name=f"count_{e.name.lower()}")
                       for e in ENGINES)
         queues_empty = Cat(*(c == 0 for c in count)).all()
+
+        def slot_after_tail(engine):
+            end = head[engine] + count[engine]
+            return Mux(end >= ring, end - ring, end)[:len(head[0])]
 
         # --- token counters: tokens[(src, dst)] ---------------------------------------------------
         tokens = {(s, d): Signal(range(TOKEN_LIMIT + 2), name=f"tokens_{s.name.lower()}_"
@@ -143,16 +162,17 @@ class TesseraSmall(wiring.Component):
         # --- sequencer state ----------------------------------------------------------------------
         running = Signal()
         next_index = Signal(INDEX_BITS)     # the next instruction dispatch reads
-        held = Signal()                     # ``fetched`` is checked and waits to be dispatched
-        halted = Signal()
-        fetched = Signal(Instruction())
+        held = Signal()                     # the fetched instruction is checked, waits to be
+        halted = Signal()                   # dispatched (in its queue's free slot if queued)
         fetched_engine = Signal(2)
         fetched_fence = Signal()
         fetched_halt = Signal()
-        cur = Signal(entry)                 # the instruction executing (a queue head)
-        cur_engine = Signal(2)
+        cur_engine = Signal(2)              # whose queue head executes (HOOK: the hook's slot)
         cur_is_hook = Signal()              # ``cur`` is the DMA hook's descriptor as a LOAD/STORE
         executing = Signal()                # ``cur`` is executing (counters, watchdog index)
+        cur = q_r.data                      # the executing instruction, read in place: except
+        m.d.comb += q_r.addr.eq(Cat(head[cur_engine], cur_engine))  # in SCAN (below), the
+        #                                   read port stays on the head of ``cur_engine``
         error_code = Signal(4)
         error_index = Signal(INDEX_BITS)
         dma_error = Signal(4)
@@ -162,12 +182,13 @@ class TesseraSmall(wiring.Component):
         hook_error = Signal()
         m.d.sync += [done.eq(0), hook_done.eq(0)]
 
-        m.d.comb += dec.word.eq(fetched)
+        m.d.comb += dec.word.eq(dma.rdata[:INSTRUCTION_BITS])     # the fetched instruction
 
         # The scan of the queue heads (oldest ready first).
         scan = Signal(range(len(ENGINES) + 1))
         found = Signal()
         best = Signal(INDEX_BITS)
+        best_pop = Signal(3)
         any_head = Signal()
         oldest = Signal(INDEX_BITS)          # the smallest index among the heads (DEADLOCK's)
 
@@ -182,15 +203,13 @@ class TesseraSmall(wiring.Component):
         sums = [Signal(signed(32), name=f"sum_{lane}") for lane in range(lanes)]
         step = Signal(range(rows + 1))
         mac_row = Signal()                  # pulse: an activation row went through the MACs
-        # CONFIG's latched parameters.
-        multiplier = Signal(data.ArrayLayout(signed(32), lanes))
-        shift = Signal(data.ArrayLayout(signed(6), lanes))
+        # CONFIG's latched parameters: the per-lane multipliers and shifts are held by the
+        # requantizer itself (loaded from the accumulator rows), the rest here.
         zero_point = Signal(signed(8))
         act_min = Signal(signed(8), init=-128)
         act_max = Signal(signed(8), init=127)
-        m.d.comb += [rq.multiplier.eq(multiplier), rq.shift.eq(shift),
-                     rq.zero_point.eq(zero_point), rq.act_min.eq(act_min),
-                     rq.act_max.eq(act_max)]
+        m.d.comb += [rq.params.eq(acc_row), rq.zero_point.eq(zero_point),
+                     rq.act_min.eq(act_min), rq.act_max.eq(act_max)]
 
         # Views of ``cur`` per format.
         word = cur.word
@@ -283,10 +302,14 @@ class TesseraSmall(wiring.Component):
                         hook_word.load.dram_addr.eq(d.dram_addr),
                         hook_word.load.dram_stride.eq(d.dram_stride),
                     ]
-                    m.d.sync += [cur.word.eq(hook_word), cur_is_hook.eq(1), hook_error.eq(0),
+                    m.d.comb += [q_w.addr.eq(Cat(C(0, 4), C(HOOK, 2))),
+                                 q_w.data.word.eq(hook_word), q_w.en.eq(1)]
+                    m.d.sync += [cur_engine.eq(HOOK), cur_is_hook.eq(1), hook_error.eq(0),
                                  to_acc.eq(d.buffer == Buffer.ACCUMULATOR),
                                  row.eq(0), addr.eq(d.dram_addr)]
-                    m.next = "MOVE"
+                    m.next = "HOOK_READ"
+            with m.State("HOOK_READ"):
+                m.next = "MOVE"                 # the read port is on the hook's slot
 
             # --- dispatch ------------------------------------------------------------------------
             with m.State("DISPATCH"):
@@ -309,14 +332,8 @@ class TesseraSmall(wiring.Component):
                     with m.Elif(count[fetched_engine] == QUEUE_DEPTH):
                         m.next = "SCAN"
                     with m.Else():
-                        m.d.comb += [
-                            q_w.addr.eq(fetched_engine * QUEUE_DEPTH +
-                                        (head[fetched_engine] + count[fetched_engine])[:3]),
-                            q_w.data.word.eq(fetched),
-                            q_w.data.index.eq(next_index),
-                            q_w.en.eq(1),
-                            dispatched.eq(1),
-                        ]
+                        # Already in the slot after the tail (CHECK): counted in.
+                        m.d.comb += dispatched.eq(1)
                         m.d.sync += [count[fetched_engine].eq(count[fetched_engine] + 1),
                                      held.eq(0), next_index.eq(next_index + 1)]
                 with m.Elif(next_index == regs.program_len.length):
@@ -337,12 +354,16 @@ class TesseraSmall(wiring.Component):
                         dma_failed()
                         fail(ProgramError.BUS_ERROR, next_index)
                     with m.Else():
-                        m.d.sync += fetched.eq(dma.rdata[:INSTRUCTION_BITS])
                         m.next = "CHECK"
             with m.State("CHECK"):
+                # The instruction is in the DMA's row register until the next transfer.
                 with m.If(dec.error != ProgramError.NONE):
                     fail(dec.error, next_index)
                 with m.Else():
+                    with m.If(~dec.fence & ~dec.halt):
+                        m.d.comb += [q_w.addr.eq(Cat(slot_after_tail(dec.engine), dec.engine)),
+                                     q_w.data.word.eq(dma.rdata[:INSTRUCTION_BITS]),
+                                     q_w.data.index.eq(next_index), q_w.en.eq(1)]
                     m.d.sync += [held.eq(1), fetched_engine.eq(engine_of_fetched),
                                  fetched_fence.eq(dec.fence), fetched_halt.eq(dec.halt)]
                     m.next = "DISPATCH"
@@ -350,7 +371,7 @@ class TesseraSmall(wiring.Component):
             # --- choose the oldest ready queue head ------------------------------------------------
             with m.State("SCAN"):
                 # Queue ``scan`` is addressed in cycle ``scan``; its head is judged a cycle later.
-                m.d.comb += q_r.addr.eq(scan * QUEUE_DEPTH + head[scan[:2]])
+                m.d.comb += q_r.addr.eq(Cat(head[scan[:2]], scan[:2]))
                 m.d.sync += scan.eq(scan + 1)
                 with m.If(scan == 0):
                     m.d.sync += [found.eq(0), any_head.eq(0)]
@@ -370,7 +391,7 @@ class TesseraSmall(wiring.Component):
                             m.d.sync += oldest.eq(h.index)
                         m.d.sync += any_head.eq(1)
                         with m.If(ready & (~found | (h.index < best))):
-                            m.d.sync += [found.eq(1), best.eq(h.index), cur.eq(h),
+                            m.d.sync += [found.eq(1), best.eq(h.index), best_pop.eq(pops),
                                          cur_engine.eq(judged)]
                     with m.If(scan == len(ENGINES)):
                         m.d.sync += scan.eq(0)
@@ -381,25 +402,28 @@ class TesseraSmall(wiring.Component):
                 with m.Elif(~found):
                     fail(ProgramError.DEADLOCK, oldest)
                 with m.Else():
-                    pops = cur.word.header.pop
                     for (s, d), t in tokens.items():
-                        with m.If((cur_engine == d) & pops[s]):
+                        with m.If((cur_engine == d) & best_pop[s]):
                             m.d.sync += t.eq(t - 1)
-                    op = cur.word.header.opcode
-                    m.d.sync += [executing.eq(1), cur_is_hook.eq(0), row.eq(0), step.eq(0),
-                                 dma_error.eq(Mux((op == Opcode.LOAD) | (op == Opcode.STORE),
-                                                  DmaError.NONE, dma_error)),
-                                 to_acc.eq(Mux(op == Opcode.LOAD,
-                                               cur.word.load.buffer == Buffer.ACCUMULATOR, 1)),
-                                 addr.eq(Mux(op == Opcode.LOAD, cur.word.load.dram_addr,
-                                             cur.word.store.dram_addr))]
-                    with m.Switch(op):
-                        with m.Case(Opcode.LOAD, Opcode.STORE):
-                            m.next = "MOVE"
-                        with m.Case(Opcode.MATMUL):
-                            m.next = "WEIGHTS"
-                        with m.Default():
-                            m.next = "CONFIG"
+                    m.d.sync += cur_is_hook.eq(0)
+                    m.next = "START"            # the read port moves to the chosen head
+            with m.State("START"):
+                # The chosen head is on the read port: its fields decide what runs.
+                op = cur.word.header.opcode
+                m.d.sync += [executing.eq(1), row.eq(0), step.eq(0),
+                             dma_error.eq(Mux((op == Opcode.LOAD) | (op == Opcode.STORE),
+                                              DmaError.NONE, dma_error)),
+                             to_acc.eq(Mux(op == Opcode.LOAD,
+                                           cur.word.load.buffer == Buffer.ACCUMULATOR, 1)),
+                             addr.eq(Mux(op == Opcode.LOAD, cur.word.load.dram_addr,
+                                         cur.word.store.dram_addr))]
+                with m.Switch(op):
+                    with m.Case(Opcode.LOAD, Opcode.STORE):
+                        m.next = "MOVE"
+                    with m.Case(Opcode.MATMUL):
+                        m.next = "WEIGHTS"
+                    with m.Default():
+                        m.next = "CONFIG"
 
             # --- LOAD, STORE, the hook: one row at a time -------------------------------------------
             with m.State("MOVE"):
@@ -503,12 +527,9 @@ class TesseraSmall(wiring.Component):
                 m.d.comb += acc_r.addr.eq(cf.params_row + step)
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == 1):
-                    m.d.sync += multiplier.eq(acc_row)
+                    m.d.comb += rq.load_multiplier.eq(1)        # row params_row
                 with m.If(step == 2):
-                    for lane in range(lanes):
-                        value = acc_row[32 * lane:32 * lane + 32].as_signed()
-                        m.d.sync += shift[lane].eq(Mux(value < -31, -31,
-                                                       Mux(value > 30, 30, value)))
+                    m.d.comb += rq.load_shift.eq(1)             # row params_row + 1 (clamped)
                     m.d.sync += [zero_point.eq(cf.zero_point), act_min.eq(cf.act_min),
                                  act_max.eq(cf.act_max)]
                     m.next = "RETIRE"
@@ -517,7 +538,7 @@ class TesseraSmall(wiring.Component):
             with m.State("RETIRE"):
                 m.d.comb += dispatched.eq(1)
                 m.d.sync += [executing.eq(0),
-                             head[cur_engine].eq(head[cur_engine] + 1),
+                             head[cur_engine].eq(wrap_increment(head[cur_engine], ring)),
                              count[cur_engine].eq(count[cur_engine] - 1)]
                 pushes = cur.word.header.push
                 overflow = Signal()
