@@ -10,6 +10,14 @@ the primitive); ``"auto"`` (default), ``"spram"`` when elaborated for an iCE40 p
 ``"memory"``. Byte ``a`` is byte lane ``a % (data_width // 8)`` of word ``a // (data_width //
 8)``.
 
+Two implementations serve the same ports: the *pipelined* one, built for ECP5 at 125 MHz
+(registers before and after the storage, a register slice on W, a read-beat queue), and the
+*compact* one (``compact=True``; by default whenever the storage is SPRAM, i.e. on iCE40, whose
+board runs at a few tens of MHz), which has none of those timing registers: the storage's
+inputs come straight from the port multiplexers and its output is used directly. Both follow
+AXI4 and the direct-port rules below; they differ only in latencies (and so in how many read
+beats are in flight).
+
 Ports::
 
     s_axi   In  AXI4Signature          the subordinate port
@@ -25,21 +33,37 @@ AXI bursts
     full-width beats (AxSIZE = log2(data_width / 8)) are executed; any other burst answers SLVERR
     on every beat (reads, data 0) or in its B response (writes) and writes nothing. A beat whose
     word lies beyond the memory reads 0 with DECERR or is not written (its burst answers DECERR).
-    Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. Read beats go through an
-    :data:`R_QUEUE_DEPTH`-entry queue with registered outputs (RVALID, RDATA, ... come from
-    flip-flops) so RREADY may drop at any time; with RREADY high a burst streams one beat per
-    cycle, the first in the eighth cycle after the AR handshake's (``test_fpga_axi_ram``). Write
-    beats enter through a two-entry register slice (WREADY is a flip-flop, high while the slice
-    has room; W may come before AW): a beat is written a cycle after its handshake at the
-    earliest, one per cycle.
+    Beat ``n`` of a burst is at word ``AxADDR // (data_width / 8) + n``. RVALID, RDATA, RRESP,
+    RLAST and RID come from flip-flops, so RREADY may drop at any time; with RREADY high a burst
+    streams one beat per cycle. W may come before AW (the beats wait for their burst).
+
+    Pipelined: read beats go through an :data:`R_QUEUE_DEPTH`-entry queue with registered
+    outputs; the first beat comes in the eighth cycle after the AR handshake's
+    (``test_fpga_axi_ram``). Write beats enter through a two-entry register slice (WREADY is a
+    flip-flop, high while the slice has room): a beat is written a cycle after its handshake at
+    the earliest, one per cycle.
+
+    Compact: the R channel is one output register, loaded from the storage in the cycle after a
+    read. A read is issued whenever the read burst has a beat left and the storage is free,
+    without knowing whether the output register will have room: if it has none (RVALID high,
+    RREADY low) the data is dropped and the same word is read again, so no second buffer is
+    needed. The first beat comes in the third cycle after the AR handshake's. WREADY is high
+    while a write burst is in progress and the storage is free for a W beat (it depends on the
+    direct port's request and the arbitration, not on WVALID); the beat is written in its
+    handshake cycle.
 Direct port
-    ``addr`` is a word index. ``read`` high: ``rdata`` :data:`DIRECT_READ_LATENCY` (6) cycles
-    later (only then) is the word at ``addr`` (the request, the storage's inputs and its output
-    are registered). ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to
-    word ``addr``. A request is registered and always served in the next cycle (the AXI side
-    then waits; its arbitration, WREADY included, starts at flip-flops, not at the bridge's
-    state machine); reading and writing in the same cycle is not allowed (the write wins).
-    Addresses beyond the memory are ignored (reads return an unspecified word).
+    ``addr`` is a word index. ``read`` high: ``rvalid`` is high :meth:`AxiRam.direct_read_latency`
+    cycles later, for one cycle, and ``rdata`` is then (only then) the word at ``addr``.
+    ``write`` (one bit per byte lane) writes the enabled bytes of ``wdata`` to word ``addr``. A
+    request is always served (the AXI side then waits); reading and writing in the same cycle is
+    not allowed (the write wins, no ``rvalid``). Addresses beyond the memory are ignored (reads
+    return an unspecified word).
+
+    Pipelined: the request is registered and served in the next cycle (the AXI arbitration,
+    WREADY included, starts at flip-flops, not at the bridge's state machine); the storage's
+    inputs and output are registered: :data:`DIRECT_READ_LATENCY` (6) cycles. Compact: the
+    request is served in its own cycle and ``rdata`` is the storage's output:
+    :data:`COMPACT_DIRECT_READ_LATENCY` (1) cycle.
 """
 
 from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal
@@ -53,19 +77,26 @@ from tessera.rtl.axi import AXI4Signature, Burst, Resp
 from tessera.rtl.register_slice import RegisterSlice
 from tessera.rtl.util import delay, replicate
 
-__all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "R_QUEUE_DEPTH",
-           "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
+__all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "COMPACT_DIRECT_READ_LATENCY",
+           "R_QUEUE_DEPTH", "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
 
-#: Cycles from a read of the storage (address and enable decided) to its data in ``rdata``.
+#: Cycles from a read of the storage (address and enable decided) to its data in ``rdata``
+#: (pipelined implementation).
 _STORAGE_LATENCY = 5
 
 #: Words of one storage bank (``storage="memory"``): one ECP5 DP16KD as 1024 x 18 bits.
 BANK_WORDS = 1024
 
-#: Cycles from a direct-port read request to its ``rdata`` (one more: the request register).
+#: Cycles from a direct-port read request to its ``rdata`` in the pipelined implementation (one
+#: more than the storage's: the request register).
 DIRECT_READ_LATENCY = _STORAGE_LATENCY + 1
 
-#: Entries of the read-beat queue (also the read beats issued but not yet taken by the manager).
+#: Cycles from a direct-port read request to its ``rdata`` in the compact implementation (the
+#: storage's own read register).
+COMPACT_DIRECT_READ_LATENCY = 1
+
+#: Entries of the read-beat queue of the pipelined implementation (also the read beats issued
+#: but not yet taken by the manager).
 R_QUEUE_DEPTH = 8
 
 #: Values of ``storage``.
@@ -78,7 +109,8 @@ SPRAM_WORDS = 1 << 14
 
 class MemoryPortSignature(wiring.Signature):
     """A word port from the user's side: ``addr`` (word index), ``read``, ``write`` (byte
-    enables), ``wdata`` out; ``rdata`` in (see "Direct port" in the module docstring)."""
+    enables), ``wdata`` out; ``rdata`` and ``rvalid`` (high in the one cycle ``rdata`` is the word
+    of a read request) in (see "Direct port" in the module docstring)."""
 
     def __init__(self, *, addr_width, data_width):
         self.addr_width = addr_width
@@ -89,6 +121,7 @@ class MemoryPortSignature(wiring.Signature):
             "write": Out(data_width // 8),
             "wdata": Out(data_width),
             "rdata": In(data_width),
+            "rvalid": In(1),
         })
 
     def __eq__(self, other):
@@ -115,12 +148,19 @@ class AxiRam(wiring.Component):
         AXI address width (default 32).
     storage : str
         ``"auto"``, ``"memory"`` or ``"spram"`` (see the module docstring).
+    compact : bool or None
+        The compact implementation (True) or the pipelined one (False); None (default): compact
+        when the storage is SPRAM (see :meth:`is_compact`).
     """
 
-    def __init__(self, *, size, data_width, id_width, addr_width=32, storage="auto"):
+    def __init__(self, *, size, data_width, id_width, addr_width=32, storage="auto",
+                 compact=None):
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        if compact not in (None, False, True):
+            raise ValueError(f"compact must be None, False or True, not {compact!r}")
         self.storage = storage
+        self.compact = compact
         self.axi_signature = AXI4Signature(addr_width=addr_width, data_width=data_width,
                                            id_width=id_width)
         self.word_bytes = data_width // 8
@@ -159,14 +199,32 @@ class AxiRam(wiring.Component):
         ]
         return state, start
 
-    def resolved_storage(self, platform):
-        """The storage builder for ``platform``: :meth:`_spram_storage` or
-        :meth:`_memory_storage`."""
+    def storage_kind(self, platform):
+        """``"spram"`` or ``"memory"``: what the storage is built from for ``platform``."""
         storage = self.storage
         if storage == "auto":
             ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
             storage = "spram" if ice40 else "memory"
-        return self._spram_storage if storage == "spram" else self._memory_storage
+        return storage
+
+    def is_compact(self, platform):
+        """Whether the compact implementation is built for ``platform``: ``compact`` if given,
+        else whether the storage is SPRAM."""
+        if self.compact is not None:
+            return self.compact
+        return self.storage_kind(platform) == "spram"
+
+    def direct_read_latency(self, platform=None):
+        """Cycles from a direct-port read request to its ``rdata`` (and ``rvalid``) when built
+        for ``platform``: :data:`COMPACT_DIRECT_READ_LATENCY` or :data:`DIRECT_READ_LATENCY`."""
+        return COMPACT_DIRECT_READ_LATENCY if self.is_compact(platform) else DIRECT_READ_LATENCY
+
+    def resolved_storage(self, platform):
+        """The storage builder of the pipelined implementation for ``platform``:
+        :meth:`_spram_storage` or :meth:`_memory_storage`."""
+        if self.storage_kind(platform) == "spram":
+            return self._spram_storage
+        return self._memory_storage
 
     def _memory_storage(self, m, address, read_en, write_en, wdata, rdata):
         """The storage as ``Memory`` banks of :data:`BANK_WORDS` words per 16-bit slice of the
@@ -220,17 +278,30 @@ class AxiRam(wiring.Component):
         addr = Signal.like(address, name="ram_addr", reset_less=True)
         m.d.sync += addr.eq(address)
         read_en = delay(m, read_en, 1, "ram_read")
+        bank = self._spram_bank(addr)
+        read_bank = Signal.like(bank)
+        with m.If(read_en):
+            m.d.sync += read_bank.eq(bank)
+        outputs = self._spram_instances(
+            m, addr, write_en, wdata, lambda b: (bank == b) & (read_en | write_en.any()))
+        # (Two more registers, for the same latency as :meth:`_memory_storage`.)
+        selected = Array(outputs)[read_bank] if len(outputs) > 1 else outputs[0]
+        m.d.comb += rdata.eq(delay(m, selected, 2, "spram_data", reset_less=True))
+
+    def _spram_bank(self, address):
+        """The SPRAM bank of word ``address`` (a constant 0 if there is one bank)."""
+        return address[14:] if self.index_width > 14 else Const(0, 1)
+
+    def _spram_instances(self, m, address, write_en, wdata, chip_select):
+        """The SB_SPRAM256KA instances, ``data_width / 16`` side by side per bank of
+        :data:`SPRAM_WORDS` words, all at ``address`` (its low 14 bits), with CHIPSELECT
+        ``chip_select(bank)``; returns each bank's read data (the primitive's output register)."""
         lanes16 = self.data_width // 16
         banks = -(-self.words // SPRAM_WORDS)
         if lanes16 * banks > ICE40_SPRAMS:
             raise ValueError(f"size must fit in {ICE40_SPRAMS} SB_SPRAM256KA of {SPRAM_WORDS} x "
                              f"16 bits on iCE40, not {self.size!r} bytes of {self.data_width}-bit "
                              f"words")
-        bank_bits = max(0, self.index_width - 14)
-        bank = addr[14:] if bank_bits else Const(0, 1)
-        read_bank = Signal(max(1, bank_bits))
-        with m.If(read_en):
-            m.d.sync += read_bank.eq(bank)
         outputs = []
         for b in range(banks):
             words = []
@@ -239,21 +310,21 @@ class AxiRam(wiring.Component):
                 enables = write_en[2 * lane:2 * lane + 2]
                 m.submodules[f"spram_{b}_{lane}"] = Instance(
                     "SB_SPRAM256KA",
-                    i_ADDRESS=addr[:14],
+                    i_ADDRESS=address[:14],
                     i_DATAIN=wdata[16 * lane:16 * lane + 16],
                     i_MASKWREN=Cat(enables[0], enables[0], enables[1], enables[1]),
                     i_WREN=write_en.any(),
-                    i_CHIPSELECT=(bank == b) & (read_en | write_en.any()),
+                    i_CHIPSELECT=chip_select(b),
                     i_CLOCK=ClockSignal(),
                     i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=dout)
                 words.append(dout)
             outputs.append(Cat(*words))
-        # (Two more registers, for the same latency as :meth:`_memory_storage`.)
-        selected = Array(outputs)[read_bank] if banks > 1 else outputs[0]
-        m.d.comb += rdata.eq(delay(m, selected, 2, "spram_data", reset_less=True))
+        return outputs
 
     def elaborate(self, platform):
+        if self.is_compact(platform):
+            return self._elaborate_compact(platform)
         m = Module()
         axi = self.s_axi
         # The direct port's request, registered (served a cycle after it is made).
@@ -288,6 +359,10 @@ class AxiRam(wiring.Component):
                      w_slice.i.payload.strb.eq(axi.wstrb), axi.wready.eq(w_slice.i.ready)]
         m.d.comb += [wdata.eq(Mux(direct.write.any(), direct.wdata, beat.data)),
                      self.direct.rdata.eq(rdata)]
+        # ``rvalid``: the registered request's read travels beside the storage's latency.
+        direct_read = direct.read & ~direct.write.any()
+        m.d.comb += self.direct.rvalid.eq(delay(m, direct_read, _STORAGE_LATENCY,
+                                                "direct_rvalid"))
 
         # --- burst registers -------------------------------------------------------------------
         r_active = Signal()
@@ -327,7 +402,7 @@ class AxiRam(wiring.Component):
         in_range_r = r.word < self.words
         in_range_w = w.word < self.words
         with m.If(direct_use):
-            m.d.comb += [addr.eq(direct.addr), read_en.eq(direct.read & ~direct.write.any()),
+            m.d.comb += [addr.eq(direct.addr), read_en.eq(direct_read),
                          write_en.eq(direct.write)]
         with m.Elif(write_go):
             m.d.comb += [addr.eq(w.word), write_en.eq(Mux(w.supported & in_range_w, beat.strb, 0))]
@@ -385,4 +460,166 @@ class AxiRam(wiring.Component):
             r_queue.r_en.eq(axi.rready),
         ]
         m.d.sync += outstanding.eq(outstanding + read_go - (axi.rvalid & axi.rready))
+        return m
+
+    # --- compact implementation ------------------------------------------------------------------
+
+    def _compact_burst(self, m, name, axi_addr, length, size, burst, axi_id):
+        """Registers of one burst in progress (compact implementation) and the values loaded into
+        them at its handshake. The word is kept as an index into the memory plus ``beyond``: the
+        word lies beyond the memory (its AxADDR above the memory, or the index wrapped while
+        counting) — the same as the pipelined one's wide word compared with the size, without a
+        counter of the full address width."""
+        shift = exact_log2(self.word_bytes)
+        top = shift + self.index_width
+        layout = data.StructLayout({
+            "id": self.id_width,
+            "word": self.index_width,
+            "beyond": 1,
+            "left": 8,                               # beats after the current one
+            "supported": 1,
+        })
+        state = Signal(layout, name=name, reset_less=True)   # (loaded at the handshake)
+        start = Signal(layout, name=f"{name}_start")
+        m.d.comb += [
+            start.id.eq(axi_id),
+            start.word.eq(axi_addr[shift:top]),
+            start.beyond.eq(axi_addr[top:].any() if top < len(axi_addr) else 0),
+            start.left.eq(length),
+            start.supported.eq((burst == Burst.INCR) & (size == shift)),
+        ]
+        return state, start
+
+    def _compact_storage(self, m, platform, address, write_en, wdata):
+        """The storage of the compact implementation at ``address`` (read in every cycle, written
+        with ``write_en``); returns its read data, the word at the previous cycle's ``address``
+        (valid in the cycle after a read; a write's read data is unspecified). SPRAM: the
+        SB_SPRAM256KA instances, always selected (the bank by the address), their outputs used
+        directly (the bank chosen by the previous cycle's address). Memory: one ``Memory`` of
+        the whole size, read asynchronously into a register that Yosys merges into the block
+        RAM; ``no_rw_check`` (a write's read data is not used), so that no logic emulates a
+        read-during-write result on iCE40."""
+        if self.storage_kind(platform) == "spram":
+            bank = self._spram_bank(address)
+            read_bank = Signal.like(bank)
+            m.d.sync += read_bank.eq(bank)
+            outputs = self._spram_instances(m, address, write_en, wdata, lambda b: bank == b)
+            return Array(outputs)[read_bank] if len(outputs) > 1 else outputs[0]
+        storage = Memory(shape=self.data_width, depth=self.words, init=[],
+                         attrs={"no_rw_check": 1})
+        m.submodules.storage = storage
+        read_port = storage.read_port(domain="comb")
+        write_port = storage.write_port(granularity=8)
+        read_data = Signal(self.data_width, name="storage_data", reset_less=True)
+        m.d.comb += [read_port.addr.eq(address), write_port.addr.eq(address),
+                     write_port.en.eq(write_en), write_port.data.eq(wdata)]
+        m.d.sync += read_data.eq(read_port.data)
+        return read_data
+
+    def _elaborate_compact(self, platform):
+        """The compact implementation (see the module docstring): no register between the ports
+        and the storage; one R output register, refilled by reading the word again when a read
+        found it full."""
+        m = Module()
+        axi = self.s_axi
+        direct = self.direct
+        addr = Signal(self.index_width)
+        write_en = Signal(self.word_bytes)
+        wdata = Signal(self.data_width)
+        rdata = self._compact_storage(m, platform, addr, write_en, wdata)
+        direct_write = direct.write.any()
+        direct_use = direct.read | direct_write
+        m.d.comb += [wdata.eq(Mux(direct_write, direct.wdata, axi.wdata)),
+                     direct.rdata.eq(rdata)]
+        m.d.sync += direct.rvalid.eq(direct.read & ~direct_write)
+
+        # --- burst registers -------------------------------------------------------------------
+        r_active = Signal()
+        r, r_start = self._compact_burst(m, "read_burst", axi.araddr, axi.arlen, axi.arsize,
+                                         axi.arburst, axi.arid)
+        w_active = Signal()
+        b_pending = Signal()
+        b_resp = Signal(2)
+        w, w_start = self._compact_burst(m, "write_burst", axi.awaddr, axi.awlen, axi.awsize,
+                                         axi.awburst, axi.awid)
+        m.d.comb += [axi.arready.eq(~r_active), axi.awready.eq(~w_active & ~b_pending)]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += [r.eq(r_start), r_active.eq(1)]
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += [w.eq(w_start), w_active.eq(1), b_resp.eq(Resp.OKAY)]
+
+        # --- the R output register and the read in flight --------------------------------------
+        # ``r.word`` is the next beat to enter the R register; ``in_flight``: that word was read
+        # in the last cycle, so it is at the storage's output now. It enters the R register if
+        # the register is empty or being emptied, else it is dropped (and read again).
+        in_flight = Signal()
+        r_beat = Signal(data.StructLayout({"id": self.id_width, "resp": 2, "last": 1}))
+        r_valid = Signal()
+        r_data = Signal(self.data_width, reset_less=True)
+        m.d.comb += [axi.rvalid.eq(r_valid), axi.rdata.eq(r_data), axi.rid.eq(r_beat.id),
+                     axi.rresp.eq(r_beat.resp), axi.rlast.eq(r_beat.last)]
+        commit = in_flight & (~r_valid | axi.rready)
+        finishing = commit & (r.left == 0)
+        r_next = Signal(self.index_width + 1)      # the word to read next (carry: wrapped)
+        m.d.comb += r_next.eq(r.word + commit)
+        with m.If(commit):
+            okay = r.supported & ~r.beyond
+            m.d.sync += [
+                r_valid.eq(1),
+                r_data.eq(Mux(okay, rdata, 0)),
+                r_beat.id.eq(r.id),
+                r_beat.last.eq(r.left == 0),
+                r_beat.resp.eq(Mux(~r.supported, Resp.SLVERR,
+                                   Mux(r.beyond, Resp.DECERR, Resp.OKAY))),
+                r.word.eq(r_next),
+                r.beyond.eq(r.beyond | r_next[-1]),
+            ]
+            with m.If(r.left == 0):
+                m.d.sync += r_active.eq(0)
+            with m.Else():
+                m.d.sync += r.left.eq(r.left - 1)
+        with m.Elif(axi.rready):
+            m.d.sync += r_valid.eq(0)
+
+        # --- who uses the memory this cycle ----------------------------------------------------
+        # The read burst wants the storage while it is in progress (also while the R register is
+        # full: the read is then dropped), the write burst while it is in progress and WVALID is
+        # high. ``read_wants`` comes from a flip-flop, so RREADY reaches no ready signal.
+        read_wants = r_active
+        write_wants = w_active & axi.wvalid
+        prefer_read = Signal()
+        read_go = Signal()
+        write_go = Signal()
+        m.d.comb += [
+            read_go.eq(read_wants & ~direct_use & ~(write_wants & ~prefer_read)),
+            axi.wready.eq(w_active & ~direct_use & ~(read_wants & prefer_read)),
+            write_go.eq(axi.wvalid & axi.wready),
+        ]
+        with m.If(read_wants & write_wants & ~direct_use):
+            m.d.sync += prefer_read.eq(~prefer_read)
+        m.d.sync += in_flight.eq(read_go & ~finishing)
+
+        with m.If(direct_use):
+            m.d.comb += [addr.eq(direct.addr), write_en.eq(direct.write)]
+        with m.Elif(write_go):
+            m.d.comb += [addr.eq(w.word),
+                         write_en.eq(Mux(w.supported & ~w.beyond, axi.wstrb, 0))]
+        with m.Else():
+            m.d.comb += addr.eq(r_next[:self.index_width])
+
+        # --- write beats and the B response -----------------------------------------------------
+        with m.If(write_go):
+            w_next = w.word + 1
+            m.d.sync += [w.word.eq(w_next), w.beyond.eq(w.beyond | w_next[-1])]
+            with m.If(~w.supported):
+                m.d.sync += b_resp.eq(Resp.SLVERR)
+            with m.Elif(w.beyond):
+                m.d.sync += b_resp.eq(Resp.DECERR)
+            with m.If(w.left == 0):
+                m.d.sync += [w_active.eq(0), b_pending.eq(1)]
+            with m.Else():
+                m.d.sync += w.left.eq(w.left - 1)
+        m.d.comb += [axi.bvalid.eq(b_pending), axi.bresp.eq(b_resp), axi.bid.eq(w.id)]
+        with m.If(axi.bvalid & axi.bready):
+            m.d.sync += b_pending.eq(0)
         return m

@@ -12,21 +12,25 @@ One request at a time, in four phases:
 Receive
     The bridge waits for the sync byte 0xA5 (other bytes, and bytes with a bad stop bit, are
     ignored). Then it takes the 7 header bytes, ``length`` payload bytes if the command is a write
-    command (``WRITE_REG``, ``WRITE_MEM``; the first :data:`~tessera.fpga.protocol.MAX_BLOCK` go
-    into the payload buffer, a longer payload is counted but not kept), and the 2 CRC bytes,
-    computing the CRC as the bytes arrive. A gap of more than ``timeout`` cycles between two
-    bytes of a frame ends the receive phase with status TIMEOUT.
+    command (``WRITE_REG``, ``WRITE_MEM``; they go into the payload buffer, which a payload longer
+    than :data:`~tessera.fpga.protocol.MAX_BLOCK` overwrites from its start: such a request is
+    rejected anyway), and the 2 CRC bytes, computing the CRC as the bytes arrive and comparing
+    each CRC byte with it as it arrives. A gap of more than ``timeout`` cycles between two bytes
+    of a frame ends the receive phase with status TIMEOUT.
 Check
-    Two cycles (the checks are registered, then acted on): the first failing check of CRC (a
-    byte with a bad stop bit also fails it), command, length, address gives the status (see
-    :class:`~tessera.fpga.protocol.Status`); only a request that passes all of them is executed.
+    Four cycles once the last CRC byte is compared (at most 8 cycles after it arrived): the low
+    part of the request's end address, the address check, the status, acting on it (short paths
+    for ECP5). The first failing check of CRC (a byte with a bad stop bit also fails it),
+    command, length, address gives the status (see :class:`~tessera.fpga.protocol.Status`); only
+    a request that passes all of them is executed.
 Execute
     ``WRITE_MEM`` writes the buffered bytes one by one (a one-byte write per byte, three
-    cycles each); ``READ_MEM`` reads them one by one into the buffer. ``WRITE_REG`` assembles
-    each 32-bit word (little-endian) from the buffer and writes it with one AXI4-Lite write
-    (WSTRB all ones) and waits for its response; ``READ_REG`` reads each word with one
-    AXI4-Lite read into the buffer. Register accesses go in address order; a response other than
-    OKAY makes the status BUS_ERROR (the remaining accesses still happen).
+    cycles each); ``READ_MEM`` reads them one by one into the buffer (a read, then the cycles until
+    the port's ``rvalid``). ``WRITE_REG`` assembles each 32-bit word (little-endian) from the
+    buffer and writes it with one AXI4-Lite write (WSTRB all ones) and waits for its response;
+    ``READ_REG`` reads each word with one AXI4-Lite read into the buffer. Register accesses go in
+    address order; a response other than OKAY makes the status BUS_ERROR (the remaining accesses
+    still happen).
 Respond
     The response frame is sent, echoing the request's command byte (0 if the frame ended before
     it), with a payload (the data read) only if the status is OK and the command reads. Then
@@ -34,8 +38,22 @@ Respond
     executed or answered are ignored: a host sends the next request after it has received the
     response.
 
+The bridge is built small (it is on both boards, and the iCEBreaker's iCE40UP5K is tight); its
+paths stay short for ECP5 (registered checks, flip-flop selects into the buffer). The CRC is
+computed one bit per cycle (:func:`serial_crc16`): a byte arrives or leaves every ``10 *
+divisor`` cycles (at least 40), and each byte's eight steps are done long before the next byte
+or the CRC is needed; a request's CRC bytes are compared with it bit by bit the same way, and a
+response's CRC bytes are both sent from its low byte. Registers are as narrow as the checked
+request allows: the addresses of an accepted request lie below ``max(mem_size,
+REGISTER_SPACE)``, so only those address bits are kept (plus "a higher bit is set"), and its
+length is at most MAX_BLOCK, so the address check needs no wide sum. The state machine reads
+the buffer at ``count`` in every cycle and waits until the byte has come through (no fetch
+states).
+
 The memory port is ``mem`` (:class:`~tessera.fpga.axi_ram.MemoryPortSignature`, from the
-bridge's side), addressing ``mem_size`` bytes of ``data_width``-bit words.
+bridge's side), addressing ``mem_size`` bytes of ``data_width``-bit words; a read's byte is taken
+when the port's ``rvalid`` says the word is there, so the bridge works with either
+implementation of :class:`~tessera.fpga.axi_ram.AxiRam` (their read latencies differ).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -46,26 +64,42 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4LiteSignature, Resp
 
-from .axi_ram import DIRECT_READ_LATENCY, MemoryPortSignature
+from .axi_ram import MemoryPortSignature
 from .protocol import (CRC_INIT, CRC_POLYNOMIAL, MAX_BLOCK, REGISTER_SPACE, SYNC_REQUEST,
                        SYNC_RESPONSE, Command, Status)
 from .uart import UartRx, UartTx, check_divisor
 
-__all__ = ["UartBridge", "crc16_step"]
+__all__ = ["UartBridge", "serial_crc16"]
 
 
-def crc16_step(m, crc, byte, name):
-    """A signal (driven in ``m``) holding the CRC-16/CCITT-FALSE register ``crc`` (16 bits)
-    after one more ``byte``. Each of the 8 bit steps is its own signal, so the logic stays
-    linear in size."""
-    value = Signal(16, name=f"{name}_0")
-    m.d.comb += value.eq((crc ^ (byte << 8))[:16])
-    for i in range(1, 9):
-        shifted = (value << 1)[:16]
-        step = Signal(16, name=f"{name}_{i}")
-        m.d.comb += step.eq(Mux(value[15], shifted ^ CRC_POLYNOMIAL, shifted))
-        value = step
-    return value
+def serial_crc16(m, *, init, load, byte, compare, name):
+    """A CRC-16/CCITT-FALSE register that takes one bit per cycle; returns ``(crc, busy,
+    mismatch)``.
+
+    ``init`` sets the register to CRC_INIT. ``load`` starts 8 steps on ``byte``, MSB first
+    (``busy`` meanwhile; ``load`` must not come while ``busy``): CRC steps, or with ``compare``
+    high at the ``load``, steps that compare ``byte`` with ``crc[:8]`` (``mismatch`` is high in a
+    step whose bits differ) and rotate the register left, so that after them ``crc[:8]`` is the
+    old ``crc[8:]`` (the CRC's bytes compared, or sent, low byte first, from ``crc[:8]`` alone).
+    A few LUTs instead of the ~50 of a byte-wide update, and no byte multiplexer on the CRC."""
+    crc = Signal(16, init=CRC_INIT, name=name, reset_less=True)     # (``init`` before use)
+    data = Signal(8, name=f"{name}_data", reset_less=True)
+    bits = Signal(range(9), name=f"{name}_bits")
+    comparing = Signal(name=f"{name}_comparing", reset_less=True)
+    busy = Signal(name=f"{name}_busy")
+    mismatch = Signal(name=f"{name}_mismatch")
+    m.d.comb += [busy.eq(bits != 0), mismatch.eq(busy & comparing & (data[7] ^ crc[7]))]
+    with m.If(load):
+        m.d.sync += [data.eq(byte), bits.eq(8), comparing.eq(compare)]
+    with m.Elif(busy):
+        m.d.sync += [data.eq(data << 1), bits.eq(bits - 1)]
+        with m.If(comparing):
+            m.d.sync += crc.eq(crc.rotate_left(1))
+        with m.Else():
+            m.d.sync += crc.eq((crc << 1)[:16] ^ Mux(crc[15] ^ data[7], CRC_POLYNOMIAL, 0))
+    with m.If(init):
+        m.d.sync += crc.eq(CRC_INIT)
+    return crc, busy, mismatch
 
 
 def _positive(name, value):
@@ -108,6 +142,7 @@ class UartBridge(wiring.Component):
         self.timeout = _positive("timeout", timeout)
         self.word_bytes = word_bytes
         self.index_width = max(1, ceil_log2(mem_size // word_bytes))
+        self.reg_addr_width = reg_addr_width
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -120,43 +155,56 @@ class UartBridge(wiring.Component):
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
-        m.submodules.buffer = buffer = Memory(shape=8, depth=MAX_BLOCK, init=[])
-        buf_read = buffer.read_port(transparent_for=())
+        # The payload buffer: block RAM. Its read port is asynchronous with a register after it
+        # (``buf_read_data``), which Yosys merges into the block RAM; ``no_rw_check``: a byte
+        # read in the cycle it is written is never used, so no logic emulates old data on iCE40
+        # (a synchronous Amaranth read port keeps that emulation).
+        m.submodules.buffer = buffer = Memory(shape=8, depth=MAX_BLOCK, init=[],
+                                                attrs={"no_rw_check": 1})
+        buf_read = buffer.read_port(domain="comb")
         buf_write = buffer.write_port()
-        # The byte read from the buffer, registered (block RAM output register): byte ``count``
-        # is in ``buf_data`` two cycles after a *_FETCH state, so each FETCH waits one cycle.
-        buf_data = Signal(8)
-        m.d.sync += buf_data.eq(buf_read.data)
 
-        # The receiver's byte is registered before the state machine sees it (a byte takes many
-        # cycles, so a cycle of latency costs nothing), with "it is a good SYNC_REQUEST byte"
-        # decided there: the state register's enable starts at flip-flops.
-        rx_valid = Signal()
-        rx_data = Signal(8, reset_less=True)
-        rx_error = Signal(reset_less=True)
+        # The receiver's outputs are flip-flops (``valid``, ``frame_error``) and its shift
+        # register (``data``, unchanged until the next byte's first data bit, at least 1.5 bit
+        # times after ``valid``), used directly. "It is a good SYNC_REQUEST byte" is registered
+        # (a cycle later; the next byte comes a byte time later), so the state register's enable
+        # in HUNT starts at flip-flops.
+        rx_valid = urx.valid
+        rx_data = urx.data
+        rx_error = urx.frame_error
         rx_sync = Signal()
-        m.d.sync += [rx_valid.eq(urx.valid), rx_data.eq(urx.data), rx_error.eq(urx.frame_error),
-                     rx_sync.eq(urx.valid & ~urx.frame_error & (urx.data == SYNC_REQUEST))]
-        header = Signal(56)                         # command, address, length as received
-        echo = Signal(8)                            # the command byte, once it arrived
-        command = Signal(8)
-        address = Signal(32)
-        length = Signal(16)
-        m.d.comb += [command.eq(header[:8]), address.eq(header[8:40]), length.eq(header[40:])]
-        is_write = (command == Command.WRITE_REG) | (command == Command.WRITE_MEM)
-        is_register = (command == Command.READ_REG) | (command == Command.WRITE_REG)
+        m.d.sync += rx_sync.eq(urx.valid & ~urx.frame_error & (urx.data == SYNC_REQUEST))
+
+        # Registers that the state machine sets before it uses them are not reset (a reset and a
+        # clear or load of their own would cost a LUT per bit on iCE40).
+        #
+        # The header's fields, each byte written in place as it arrives. The command byte is
+        # cleared at the sync byte, so it is also the echo (0 if the frame ended before it).
+        # Only the address bits below 2**address_bits are kept: they hold every address of an
+        # accepted request (memory and register window); a set bit above them sets
+        # ``address_high``, which fails the address check.
+        shift = exact_log2(self.word_bytes)
+        address_bits = max(exact_log2(self.mem_size), shift + self.index_width,
+                           self.reg_addr_width)
+        command = Signal(8, reset_less=True)
+        address = Signal(address_bits, reset_less=True)
+        address_high = Signal(reset_less=True)
+        length = Signal(16, reset_less=True)
+        # Byte address of the current memory or register access: loaded with the address in
+        # CHECK, then ``address + count`` (it counts with ``count`` while executing).
+        pointer = Signal(address_bits, reset_less=True)
+        # The command decoded, registered in HEADER_DONE (from then on the command is known).
+        write_command = Signal(reset_less=True)     # WRITE_REG, WRITE_MEM
+        register_command = Signal(reset_less=True)  # READ_REG, WRITE_REG
         known = (command >= min(Command)) & (command <= max(Command))
 
-        crc = Signal(16, init=CRC_INIT)
-        received_crc = Signal(16)
-        corrupt = Signal()                  # a byte of this frame had a bad stop bit
-        count = Signal(17)                  # bytes of the current field / block done
-        idle = Signal(range(self.timeout + 1))
-        status = Signal(8)
-        bus_error = Signal()
-        pointer = Signal(33)                # byte address of the next memory or register access
-        word = Signal(32)                   # register word being assembled or taken apart
-        wait = Signal(range(DIRECT_READ_LATENCY))   # cycles left until a memory read's data
+        corrupt = Signal(reset_less=True)   # a byte had a bad stop bit, or a CRC byte was wrong
+        count = Signal(16, reset_less=True) # bytes of the current field / block done
+        idle = Signal(range(self.timeout + 1), reset_less=True)
+        status = Signal(range(max(Status) + 1), reset_less=True)
+        respond_data = Signal(reset_less=True)  # the response carries ``length`` payload bytes
+        bus_error = Signal(reset_less=True)
+        word = Signal(32, reset_less=True)  # register word being assembled or taken apart
 
         # --- timeout between the bytes of a frame -----------------------------------------------
         receiving = Signal()
@@ -166,8 +214,36 @@ class UartBridge(wiring.Component):
             m.d.sync += idle.eq(idle + 1)
         timed_out = receiving & (idle == self.timeout)
 
+        # --- counting ----------------------------------------------------------------------------
+        # Every change of ``count`` is ``count_step`` or ``count_clear``; ``advance`` steps both
+        # ``count`` and ``pointer`` (while executing).
+        count_step = Signal()
+        count_clear = Signal()
+        advance = Signal()
+        next_count = Signal(16)
+        m.d.comb += next_count.eq(count + 1)
+        with m.If(count_clear):
+            m.d.sync += count.eq(0)
+        with m.Elif(count_step | advance):
+            m.d.sync += count.eq(next_count)
+        with m.If(advance):
+            m.d.sync += pointer.eq(pointer + 1)
+        # ``count + 1 == length`` ("count is the block's last byte"), registered: valid from the
+        # second cycle with ``count`` unchanged.
+        at_last = Signal(reset_less=True)
+        m.d.sync += at_last.eq(next_count == length)
+        # The buffer is read at ``count`` in every cycle; its byte comes through the read port's
+        # register and ``buf_data`` (block RAM output register), so it is byte ``count`` from the
+        # third cycle with ``count`` unchanged: ``buf_ready`` (then ``at_last`` is valid too).
+        m.d.comb += [buf_read.addr.eq(count), buf_write.addr.eq(count)]
+        buf_read_data = Signal(8, reset_less=True)
+        buf_data = Signal(8, reset_less=True)
+        m.d.sync += [buf_read_data.eq(buf_read.data), buf_data.eq(buf_read_data)]
+        moved = Signal(2)
+        m.d.sync += moved.eq(Cat(count_step | count_clear | advance, moved[0]))
+        buf_ready = ~moved.any()
+
         # --- memory word port: one byte at pointer ----------------------------------------------
-        shift = exact_log2(self.word_bytes)
         lane = pointer[:shift]
         m.d.comb += [
             self.mem.addr.eq(pointer[shift:shift + self.index_width]),
@@ -175,185 +251,191 @@ class UartBridge(wiring.Component):
         ]
         mem_byte = self.mem.rdata.word_select(lane, 8)
 
-        # --- response bytes -----------------------------------------------------------------------
-        response_length = Signal(16)
-        # Index of the last byte of the request's block and of the response's payload, kept in
-        # registers (a cycle behind their lengths, which are set well before they are used).
-        last = Signal(17)
-        response_last = Signal(17)
-        m.d.sync += [last.eq(length - 1), response_last.eq(response_length - 1)]
-        # The comparisons of ``count`` with them, registered too: every state that uses one has
-        # kept ``count`` unchanged for at least a cycle before (the FETCH/WAIT and ISSUE/WAIT
-        # states, a UART byte time), except REG_READ_STORE, which counts the four bytes of a
-        # word in consecutive cycles and so uses ``at_last_word`` (``count | 3`` stays the same
-        # within a word).
-        at_last = Signal()
-        at_last_word = Signal()
-        at_response_last = Signal()
-        at_length = Signal()
-        m.d.sync += [at_last.eq(count == last), at_last_word.eq((count | 3) == last),
-                     at_response_last.eq(count == response_last), at_length.eq(count == length)]
+        # --- register port: one word at pointer (its low two bits are the byte in the word) -----
+        csr = self.csr
+        word_address = Cat(Const(0, 2), pointer[2:self.reg_addr_width])
+        m.d.comb += [csr.awaddr.eq(word_address), csr.araddr.eq(word_address),
+                     csr.wdata.eq(word), csr.wstrb.eq(0xF), csr.bready.eq(1), csr.rready.eq(1)]
+        # ``word`` shifts down a byte per byte gathered (a buffer byte enters at the top) or
+        # stored (its low byte goes to the buffer), or takes RDATA (one enable, one 2:1 mux).
+        shift_word = Signal()
+        load_word = Signal()
+        # The buffer is written with a payload byte (write commands), a register byte or a memory
+        # byte: chosen by the command alone (short paths into the block RAM).
+        m.d.comb += buf_write.data.eq(Mux(write_command, rx_data,
+                                          Mux(register_command, word[:8], mem_byte)))
+        with m.If(shift_word | load_word):
+            m.d.sync += word.eq(Mux(load_word, csr.rdata, Cat(word[8:], buf_data)))
+
+        # --- the CRC, one bit per cycle: received bytes as they arrive, sent bytes as they go ---
         tx_byte = Signal(8)
-        m.d.comb += [utx.data.eq(tx_byte), buf_read.addr.eq(count)]
+        m.d.comb += utx.data.eq(tx_byte)
         sent = utx.valid & utx.ready
+        crc_init = Signal()
+        crc_load = Signal()
+        crc_compare = Signal()
+        crc_from_rx = Signal()
+        crc, crc_busy, crc_mismatch = serial_crc16(
+            m, init=crc_init, load=crc_load, byte=Mux(crc_from_rx, rx_data, tx_byte),
+            compare=crc_compare, name="crc")
+        # (The rotation while the CRC is sent compares its byte with itself: no mismatch.)
+        with m.If(crc_mismatch):
+            m.d.sync += corrupt.eq(1)
 
-        crc_rx = crc16_step(m, crc, rx_data, "crc_rx")
-        # A sent byte enters the CRC one cycle later, from registers (SEND_CRC waits for it).
-        tx_crc_byte = Signal(8)
-        tx_crc_update = Signal()
-        crc_tx = crc16_step(m, crc, tx_crc_byte, "crc_tx")
-        m.d.sync += [tx_crc_byte.eq(tx_byte), tx_crc_update.eq(0)]
-        with m.If(tx_crc_update):
-            m.d.sync += crc.eq(crc_tx)
-
-        def receive(next_count, done, next_state, update_crc=True):
-            """On each byte: count it and CRC it (a bad stop bit marks the frame corrupt); at
-            ``done`` go to ``next_state``; on a timeout answer TIMEOUT."""
+        def receive(done, next_state, crc_bytes=False):
+            """On each byte: count it and take it into the CRC (``crc_bytes``: compare it with
+            the CRC); a bad stop bit marks the frame corrupt; at ``done`` go to ``next_state``;
+            on a timeout answer TIMEOUT."""
+            m.d.comb += [receiving.eq(1), crc_from_rx.eq(1)]
             with m.If(rx_valid):
                 with m.If(rx_error):
                     m.d.sync += corrupt.eq(1)
-                if update_crc:
-                    m.d.sync += crc.eq(crc_rx)
-                m.d.sync += count.eq(next_count)
+                m.d.comb += [crc_load.eq(1), crc_compare.eq(crc_bytes)]
                 with m.If(done):
-                    m.d.sync += count.eq(0)
+                    m.d.comb += count_clear.eq(1)
                     m.next = next_state
+                with m.Else():
+                    m.d.comb += count_step.eq(1)
             with m.If(timed_out):
-                m.d.sync += [status.eq(Status.TIMEOUT), response_length.eq(0)]
+                m.d.sync += [status.eq(Status.TIMEOUT), respond_data.eq(0)]
                 m.next = "RESPOND"
 
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(rx_sync):
-                    m.d.sync += [crc.eq(CRC_INIT), corrupt.eq(0), count.eq(0), header.eq(0),
-                                 echo.eq(0), bus_error.eq(0)]
+                    m.d.comb += [crc_init.eq(1), count_clear.eq(1)]
+                    m.d.sync += [corrupt.eq(0), command.eq(0), address_high.eq(0),
+                                 bus_error.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
-                m.d.comb += receiving.eq(1)
                 with m.If(rx_valid):
-                    m.d.sync += header.eq(Cat(header[8:], rx_data))
-                    with m.If(count == 0):
-                        m.d.sync += echo.eq(rx_data)
-                receive(count + 1, count == 6, "HEADER_DONE")
+                    with m.Switch(count[:3]):
+                        with m.Case(0):
+                            m.d.sync += command.eq(rx_data)
+                        for i in range(4):          # address bytes
+                            with m.Case(1 + i):
+                                kept = min(8, max(0, address_bits - 8 * i))
+                                if kept:
+                                    m.d.sync += address[8 * i:8 * i + kept].eq(rx_data[:kept])
+                                if kept < 8:
+                                    m.d.sync += address_high.eq(address_high |
+                                                                rx_data[kept:].any())
+                        with m.Case(5):
+                            m.d.sync += length[:8].eq(rx_data)
+                        with m.Case(6):
+                            m.d.sync += length[8:].eq(rx_data)
+                receive(count[:3] == 6, "HEADER_DONE")
 
             with m.State("HEADER_DONE"):
                 m.d.comb += receiving.eq(1)
+                is_write = (command == Command.WRITE_REG) | (command == Command.WRITE_MEM)
+                m.d.sync += [write_command.eq(is_write),
+                             register_command.eq((command == Command.READ_REG) |
+                                                 (command == Command.WRITE_REG))]
                 with m.If(is_write & (length != 0)):
                     m.next = "PAYLOAD"
                 with m.Else():
                     m.next = "CRC"
 
             with m.State("PAYLOAD"):
-                m.d.comb += [receiving.eq(1),
-                             buf_write.addr.eq(count), buf_write.data.eq(rx_data),
-                             buf_write.en.eq(rx_valid & (count < MAX_BLOCK))]
-                receive(count + 1, at_last, "CRC")
+                # (Beyond MAX_BLOCK bytes the buffer address wraps: the request is rejected.)
+                m.d.comb += buf_write.en.eq(rx_valid)
+                receive(at_last, "CRC")
 
             with m.State("CRC"):
-                m.d.comb += receiving.eq(1)
-                with m.If(rx_valid):
-                    m.d.sync += received_crc.eq(Cat(received_crc[8:], rx_data))
-                receive(count + 1, count == 1, "VERIFY", update_crc=False)
+                # Each CRC byte (low byte first) is compared with the CRC as it arrives (the last
+                # byte before it entered the CRC a byte time earlier).
+                receive(count[0], "VERIFY", crc_bytes=True)
 
-            # The frame's checks are registered in VERIFY (the request's end address) and RANGE
-            # (the address check, from that end), turned into a status in CLASSIFY and acted on
-            # in CHECK (short paths: the 33-bit sum and its comparison in one cycle were 10.5 ns
-            # in a routed 12 x 12 board design).
-            bad_crc, bad_command, bad_length, bad_address = (
-                Signal(name=name) for name in ("bad_crc", "bad_command", "bad_length",
-                                               "bad_address"))
-            end = Signal(33, name="request_end")     # address + length: 33 bits, no wrap
+            # The frame's checks, once the last CRC byte is compared: the low part of the
+            # request's end address (VERIFY), the address check from it (RANGE), the status
+            # (CLASSIFY), acted on in CHECK (short paths for ECP5). ``address + length > 2**k``
+            # for a length of 1 .. MAX_BLOCK = 2**b needs no wide sum: with S = address[:b] +
+            # length (< 2**(b+1)), it holds exactly if an address bit at or above k is set, or
+            # address[b:k] are all ones and S > 2**b (for k < b: S > 2**k, or a bit at or above
+            # b is set). A longer length fails the length check, which comes first.
+            b = ceil_log2(MAX_BLOCK)
+            low_end = Signal(b + 1, name="request_low_end", reset_less=True)
+            bad_address = Signal(reset_less=True)
+
+            def above(bit):
+                """Whether an address bit at or above ``bit`` is set."""
+                return address_high | (address[bit:].any() if bit < address_bits else 0)
+
+            def beyond(k):
+                """Whether ``address + length > 2**k``."""
+                if k < b:
+                    return above(b) | (low_end > (1 << k))
+                return above(k) | ((address[b:k].all() if k > b else 1) & (low_end > (1 << b)))
+
             with m.State("VERIFY"):
-                m.d.sync += [
-                    end.eq(address + length),
-                    bad_crc.eq(corrupt | (received_crc != crc)),
-                    bad_command.eq(~known),
-                    bad_length.eq((length == 0) | (length > MAX_BLOCK) |
-                                  (is_register & (length[:2] != 0))),
-                ]
-                m.next = "RANGE"
+                m.d.sync += low_end.eq(address[:b] + length[:b + 1])
+                with m.If(~crc_busy):
+                    m.next = "RANGE"
 
             with m.State("RANGE"):
-                m.d.sync += bad_address.eq(Mux(is_register,
-                                               (address[:2] != 0) | (end > REGISTER_SPACE),
-                                               end > self.mem_size))
+                m.d.sync += bad_address.eq(Mux(register_command,
+                                               (address[:2] != 0) | beyond(self.reg_addr_width),
+                                               beyond(exact_log2(self.mem_size))))
                 m.next = "CLASSIFY"
 
-            rejected = Signal()
-            verdict = Signal(8)
             with m.State("CLASSIFY"):
-                m.d.sync += [
-                    rejected.eq(bad_crc | bad_command | bad_length | bad_address),
-                    verdict.eq(Mux(bad_crc, Status.CRC_ERROR,
-                                   Mux(bad_command, Status.BAD_COMMAND,
-                                       Mux(bad_length, Status.BAD_LENGTH,
-                                           Mux(bad_address, Status.BAD_ADDRESS, Status.OK))))),
-                ]
+                bad_length = ((length == 0) | (length > MAX_BLOCK) |
+                              (register_command & (length[:2] != 0)))
+                m.d.sync += status.eq(Mux(corrupt, Status.CRC_ERROR,
+                                          Mux(~known, Status.BAD_COMMAND,
+                                              Mux(bad_length, Status.BAD_LENGTH,
+                                                  Mux(bad_address, Status.BAD_ADDRESS,
+                                                      Status.OK)))))
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                m.d.sync += [pointer.eq(address), count.eq(0), response_length.eq(0),
-                             status.eq(verdict)]
-                with m.If(rejected):
+                m.d.comb += count_clear.eq(1)
+                m.d.sync += [pointer.eq(address), respond_data.eq(0)]
+                with m.If(status != Status.OK):
                     m.next = "RESPOND"
                 with m.Else():
-                    with m.Switch(command):
-                        with m.Case(Command.WRITE_MEM):
-                            m.next = "MEM_WRITE_FETCH"
-                        with m.Case(Command.READ_MEM):
+                    with m.Switch(Cat(write_command, register_command)):
+                        with m.Case(0b01):
+                            m.next = "MEM_WRITE"
+                        with m.Case(0b00):
                             m.next = "MEM_READ_ISSUE"
-                        with m.Case(Command.WRITE_REG):
-                            m.next = "REG_WRITE_FETCH"
+                        with m.Case(0b11):
+                            m.next = "REG_WRITE_GATHER"
                         with m.Default():
                             m.next = "REG_READ_ADDRESS"
 
-            # --- memory: one byte per three cycles -----------------------------------------------
-            with m.State("MEM_WRITE_FETCH"):        # the buffer reads byte `count`
-                m.next = "MEM_WRITE_WAIT"
-            with m.State("MEM_WRITE_WAIT"):
-                m.next = "MEM_WRITE"
-            with m.State("MEM_WRITE"):
-                m.d.comb += self.mem.write.eq(Const(1, self.word_bytes) << lane)
-                m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(at_last):
-                    m.next = "RESPOND"
-                with m.Else():
-                    m.next = "MEM_WRITE_FETCH"
+            # --- memory: one byte per three cycles (writes) or read latency + 1 (reads) ----------
+            with m.State("MEM_WRITE"):              # once byte `count` is in buf_data
+                with m.If(buf_ready):
+                    m.d.comb += self.mem.write.eq(Const(1, self.word_bytes) << lane)
+                    with m.If(at_last):
+                        m.next = "RESPOND"
+                    with m.Else():
+                        m.d.comb += advance.eq(1)
 
             with m.State("MEM_READ_ISSUE"):
                 m.d.comb += self.mem.read.eq(1)
-                m.d.sync += wait.eq(DIRECT_READ_LATENCY - 2)
                 m.next = "MEM_READ_WAIT"
-            with m.State("MEM_READ_WAIT"):         # rdata DIRECT_READ_LATENCY cycles after ISSUE
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 0):
-                    m.next = "MEM_READ_TAKE"
-            with m.State("MEM_READ_TAKE"):
-                m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(mem_byte),
-                             buf_write.en.eq(1)]
-                m.d.sync += [pointer.eq(pointer + 1), count.eq(count + 1)]
-                with m.If(at_last):
-                    m.d.sync += response_length.eq(length)
-                    m.next = "RESPOND"
-                with m.Else():
-                    m.next = "MEM_READ_ISSUE"
+            with m.State("MEM_READ_WAIT"):         # until rdata holds the word (rvalid)
+                with m.If(self.mem.rvalid):
+                    m.d.comb += buf_write.en.eq(1)
+                    with m.If(at_last):
+                        m.d.sync += respond_data.eq(1)
+                        m.next = "RESPOND"
+                    with m.Else():
+                        m.d.comb += advance.eq(1)
+                        m.next = "MEM_READ_ISSUE"
 
             # --- registers: one AXI4-Lite access per word ----------------------------------------
-            csr = self.csr
-            m.d.comb += [csr.awaddr.eq(pointer), csr.araddr.eq(pointer), csr.wdata.eq(word),
-                         csr.wstrb.eq(0xF), csr.bready.eq(1), csr.rready.eq(1)]
-
-            with m.State("REG_WRITE_FETCH"):        # the buffer reads byte `count`
-                m.next = "REG_WRITE_WAIT"
-            with m.State("REG_WRITE_WAIT"):
-                m.next = "REG_WRITE_GATHER"
-            with m.State("REG_WRITE_GATHER"):
-                m.d.sync += [word.eq(Cat(word[8:], buf_data)), count.eq(count + 1)]
-                with m.If(count[:2] == 3):
-                    m.next = "REG_WRITE_ADDRESS"
-                with m.Else():
-                    m.next = "REG_WRITE_FETCH"
+            with m.State("REG_WRITE_GATHER"):       # once byte `count` is in buf_data
+                with m.If(buf_ready):
+                    m.d.comb += shift_word.eq(1)
+                    with m.If(count[:2] == 3):      # (a word's last byte stays counted)
+                        m.next = "REG_WRITE_ADDRESS"
+                    with m.Else():
+                        m.d.comb += advance.eq(1)
             with m.State("REG_WRITE_ADDRESS"):      # AW and W together, each until taken
                 aw_done = Signal()
                 w_done = Signal()
@@ -368,11 +450,11 @@ class UartBridge(wiring.Component):
                 with m.If(csr.bvalid):
                     with m.If(csr.bresp != Resp.OKAY):
                         m.d.sync += bus_error.eq(1)
-                    m.d.sync += pointer.eq(pointer + 4)
-                    with m.If(at_length):
-                        m.next = "EXECUTED"
+                    with m.If(at_last):
+                        m.next = "RESPOND"
                     with m.Else():
-                        m.next = "REG_WRITE_FETCH"
+                        m.d.comb += advance.eq(1)
+                        m.next = "REG_WRITE_GATHER"
 
             with m.State("REG_READ_ADDRESS"):
                 m.d.comb += csr.arvalid.eq(1)
@@ -380,60 +462,61 @@ class UartBridge(wiring.Component):
                     m.next = "REG_READ_DATA"
             with m.State("REG_READ_DATA"):
                 with m.If(csr.rvalid):
-                    m.d.sync += [word.eq(csr.rdata), pointer.eq(pointer + 4)]
+                    m.d.comb += load_word.eq(1)
                     with m.If(csr.rresp != Resp.OKAY):
                         m.d.sync += bus_error.eq(1)
                     m.next = "REG_READ_STORE"
             with m.State("REG_READ_STORE"):         # four bytes into the buffer
-                m.d.comb += [buf_write.addr.eq(count), buf_write.data.eq(word[:8]),
-                             buf_write.en.eq(1)]
-                m.d.sync += [word.eq(word >> 8), count.eq(count + 1)]
-                with m.If(at_last_word & (count[:2] == 3)):
-                    m.d.sync += response_length.eq(length)
-                    m.next = "EXECUTED"
-                with m.Elif(count[:2] == 3):
+                m.d.comb += [buf_write.en.eq(1), shift_word.eq(1)]
+                with m.If(count[:2] == 3):          # (a word's last byte stays counted)
+                    m.next = "REG_READ_NEXT"
+                with m.Else():
+                    m.d.comb += advance.eq(1)
+            with m.State("REG_READ_NEXT"):          # (``at_last`` is valid: count unchanged)
+                with m.If(at_last):
+                    m.d.sync += respond_data.eq(1)
+                    m.next = "RESPOND"
+                with m.Else():
+                    m.d.comb += advance.eq(1)
                     m.next = "REG_READ_ADDRESS"
-
-            with m.State("EXECUTED"):
-                with m.If(bus_error):
-                    m.d.sync += [status.eq(Status.BUS_ERROR), response_length.eq(0)]
-                m.next = "RESPOND"
 
             # --- response: header, payload from the buffer, CRC ----------------------------------
             with m.State("RESPOND"):
-                m.d.sync += [crc.eq(CRC_INIT), count.eq(0)]
+                # (A register access that answered an error makes the status BUS_ERROR.)
+                m.d.comb += [crc_init.eq(1), count_clear.eq(1)]
+                with m.If(bus_error):
+                    m.d.sync += [status.eq(Status.BUS_ERROR), respond_data.eq(0)]
                 m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
-                fields = Cat(Const(SYNC_RESPONSE, 8), status, echo, response_length)
-                m.d.comb += [tx_byte.eq(fields.word_select(count[:3], 8)), utx.valid.eq(1)]
+                header = Cat(Const(SYNC_RESPONSE, 8), status, Const(0, 5), command,
+                             Mux(respond_data, length, 0))
+                m.d.comb += [tx_byte.eq(header.word_select(count[:3], 8)), utx.valid.eq(1)]
                 with m.If(sent):
-                    with m.If(count != 0):
-                        m.d.sync += tx_crc_update.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == 4):
-                        m.d.sync += count.eq(0)
-                        with m.If(response_length != 0):
-                            m.next = "SEND_FETCH"
+                    m.d.comb += crc_load.eq(count[:3] != 0)
+                    with m.If(count[:3] == 4):
+                        m.d.comb += count_clear.eq(1)
+                        with m.If(respond_data):
+                            m.next = "SEND_PAYLOAD"
                         with m.Else():
                             m.next = "SEND_CRC"
-            with m.State("SEND_FETCH"):             # the buffer reads byte `count`
-                m.next = "SEND_WAIT"
-            with m.State("SEND_WAIT"):
-                m.next = "SEND_PAYLOAD"
-            with m.State("SEND_PAYLOAD"):
-                m.d.comb += [tx_byte.eq(buf_data), utx.valid.eq(1)]
+                    with m.Else():
+                        m.d.comb += count_step.eq(1)
+            with m.State("SEND_PAYLOAD"):           # once byte `count` is in buf_data
+                m.d.comb += [tx_byte.eq(buf_data), utx.valid.eq(buf_ready)]
                 with m.If(sent):
-                    m.d.sync += [tx_crc_update.eq(1), count.eq(count + 1)]
-                    with m.If(at_response_last):
-                        m.d.sync += count.eq(0)
+                    m.d.comb += crc_load.eq(1)
+                    with m.If(at_last):
+                        m.d.comb += count_clear.eq(1)
                         m.next = "SEND_CRC"
                     with m.Else():
-                        m.next = "SEND_FETCH"
-            with m.State("SEND_CRC"):                # once the last byte is in the CRC
-                m.d.comb += [tx_byte.eq(crc.word_select(count[:1], 8)),
-                             utx.valid.eq(~tx_crc_update)]
+                        m.d.comb += count_step.eq(1)
+            with m.State("SEND_CRC"):               # once the last byte is in the CRC
+                # The low byte, then (after a rotation by 8, comparing the byte with itself) the
+                # high byte, both from crc[:8].
+                m.d.comb += [tx_byte.eq(crc[:8]), utx.valid.eq(~crc_busy)]
                 with m.If(sent):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == 1):
+                    with m.If(count[0]):
                         m.next = "HUNT"
+                    with m.Else():
+                        m.d.comb += [crc_load.eq(1), crc_compare.eq(1), count_step.eq(1)]
         return m

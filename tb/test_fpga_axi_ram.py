@@ -4,7 +4,9 @@ Concurrent traffic: AXI write bursts into one region (random WSTRB, random gaps 
 read bursts from a second region (random RREADY), and direct-port reads and writes in a third —
 all at once, so the arbitration between the three is exercised. Then every byte is read back
 through AXI and compared with the model; bursts beyond the memory answer DECERR, bursts of an
-unsupported size or type answer SLVERR and write nothing.
+unsupported size or type answer SLVERR and write nothing. The behaviour tests run on both
+implementations (``compact`` False: pipelined, True: compact), with ``Memory`` storage (the
+simulator does not model SB_SPRAM256KA; tb/test_fpga_uart.py runs it with Yosys' model).
 """
 
 import gc
@@ -15,13 +17,15 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from tessera.fpga.axi_ram import DIRECT_READ_LATENCY, AxiRam
+from tessera.fpga.axi_ram import COMPACT_DIRECT_READ_LATENCY, DIRECT_READ_LATENCY, AxiRam
 from tessera.rtl.axi import Burst, Resp
 
 SIZE = 1024
 WIDTH = 32
 WORD = WIDTH // 8
 REGIONS = {"axi_write": (0, 256), "axi_read": (256, 512), "direct": (512, 1024)}
+#: The implementations: pipelined and compact.
+MODES = pytest.mark.parametrize("compact", [False, True], ids=["pipelined", "compact"])
 
 
 def _run(dut, testbenches, deadline=20000):
@@ -81,6 +85,23 @@ async def _write_burst(ctx, axi, rng, word, words, strobes, *, size=2, burst=Bur
     return resp, bid
 
 
+async def _hold_monitor(ctx, axi):
+    """AXI4's rule for the subordinate's channels: a beat offered (R) or a response (B) stays,
+    unchanged, until it is taken. Runs until the simulation ends."""
+    held = {}
+    async for _, _, *values in ctx.tick().sample(
+            axi.rvalid, axi.rready, axi.rdata, axi.rresp, axi.rlast, axi.rid,
+            axi.bvalid, axi.bready, axi.bresp, axi.bid):
+        r, b = tuple(values[:6]), tuple(values[6:])
+        for channel, (valid, ready, *payload) in (("R", r), ("B", b)):
+            if channel in held:
+                assert valid and payload == held[channel], \
+                    f"{channel} changed before it was taken: {held[channel]} -> {payload}"
+                del held[channel]
+            if valid and not ready:
+                held[channel] = payload
+
+
 def _apply(model, word, data, strobe):
     for lane in range(WORD):
         if strobe >> lane & 1:
@@ -91,12 +112,15 @@ def _word(model, word):
     return int.from_bytes(model[word * WORD:(word + 1) * WORD], "little")
 
 
-def test_concurrent_traffic_matches_model(seed):
+@MODES
+def test_concurrent_traffic_matches_model(seed, compact):
     """Random concurrent AXI writes, AXI reads and direct accesses in disjoint regions: every
     read returns the model's data with OKAY and the right RLAST/RID, every write answers OKAY,
-    and the final contents equal the model byte for byte."""
+    a direct read's ``rvalid`` is high exactly the read latency after it, R and B hold a beat
+    until it is taken, and the final contents equal the model byte for byte."""
     rng = random.Random(seed)
-    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2)
+    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, compact=compact)
+    latency = dut.direct_read_latency()
     model = bytearray(SIZE)
     axi, direct = dut.s_axi, dut.direct
     done = {"writer": False, "reader": False, "direct": False}
@@ -156,8 +180,13 @@ def test_concurrent_traffic_matches_model(seed):
                 ctx.set(direct.read, 1)
                 await ctx.tick()
                 ctx.set(direct.read, 0)
-                await ctx.tick().repeat(DIRECT_READ_LATENCY - 1)
+                for _ in range(latency - 1):
+                    assert not ctx.get(direct.rvalid), f"direct read of {word}: early rvalid"
+                    await ctx.tick()
+                assert ctx.get(direct.rvalid), f"direct read of {word}: no rvalid"
                 assert ctx.get(direct.rdata) == _word(model, word), f"direct read of {word}"
+                await ctx.tick()
+                assert not ctx.get(direct.rvalid), f"direct read of {word}: rvalid too long"
             for _ in range(rng.randrange(3)):
                 await ctx.tick()
         done["direct"] = True
@@ -172,16 +201,26 @@ def test_concurrent_traffic_matches_model(seed):
                     f"word {word + i}: {data:#x} {resp}, model {_word(model, word + i):#x}"
         done["final"] = True
 
-    _run(dut, [preload, writer, reader, direct_user, final])
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for bench in (preload, writer, reader, direct_user, final):
+        sim.add_testbench(bench)
+    async def monitor(ctx):
+        await _hold_monitor(ctx, axi)
+
+    sim.add_testbench(monitor, background=True)
+    sim.run_until(20000e-6)
     assert done.get("final"), "the traffic did not finish in time"
 
 
-def test_error_responses_write_nothing(seed):
+@MODES
+def test_error_responses_write_nothing(seed, compact):
     """A burst running past the end of the memory answers DECERR on the beats beyond it (reads,
     data 0) or in B (writes, whose beats inside the memory are written, the others not); narrow
-    and FIXED bursts answer SLVERR and write nothing."""
+    and FIXED bursts answer SLVERR and write nothing; a burst whose AxADDR lies far above the
+    memory (its low bits inside it) answers DECERR and writes nothing."""
     rng = random.Random(seed)
-    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2)
+    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, compact=compact)
     axi = dut.s_axi
     result = {}
 
@@ -201,6 +240,13 @@ def test_error_responses_write_nothing(seed):
         result["after"] = [d for d, _, _, _ in got]
         got = await _read_burst(ctx, axi, rng, last - 1, 2)
         result["end"] = [d for d, _, _, _ in got]
+        alias = (1 << 24) + 8                    # word 8 plus a multiple of the memory
+        result["far_write"] = await _write_burst(ctx, axi, rng, alias, [0x12345678] * 2,
+                                                 [0xF] * 2)
+        got = await _read_burst(ctx, axi, rng, alias, 2)
+        result["far_read"] = [(d, r) for d, r, _, _ in got]
+        got = await _read_burst(ctx, axi, rng, 8, 2)
+        result["after_far"] = [d for d, _, _, _ in got]
 
     _run(dut, [bench])
     assert result["read_past_end"] == [(0, Resp.OKAY), (0, Resp.OKAY), (0, Resp.DECERR),
@@ -211,6 +257,9 @@ def test_error_responses_write_nothing(seed):
     assert result["narrow_read"] == [(0, Resp.SLVERR)] * 2
     assert result["after"] == [0] * 8, "an unsupported burst wrote"
     assert result["end"] == [1, 2], "the in-range beats of a DECERR write burst are written"
+    assert result["far_write"] == (Resp.DECERR, 2)
+    assert result["far_read"] == [(0, Resp.DECERR)] * 2
+    assert result["after_far"] == [0, 0], "a burst above the memory wrote into it"
 
 
 @pytest.mark.parametrize("bad", [0, 100, 1 << 40, 24])
@@ -225,12 +274,13 @@ def test_bad_size_is_refused(bad):
 
 
 
+@MODES
 @pytest.mark.parametrize("storage", ["memory", "spram"])
-def test_read_burst_streams_one_beat_per_cycle(storage):
+def test_read_burst_streams_one_beat_per_cycle(storage, compact):
     """With RREADY high, a 16-beat burst's beats come on consecutive cycles, the first in the
-    eighth cycle after the one whose clock edge took AR (the R queue is deep enough for the
-    storage's latency)."""
-    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, storage=storage)
+    eighth (pipelined: the R queue is deep enough for the storage's latency) or third (compact)
+    cycle after the one whose clock edge took AR."""
+    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, storage=storage, compact=compact)
     axi = dut.s_axi
     arrivals = []
 
@@ -256,4 +306,100 @@ def test_read_burst_streams_one_beat_per_cycle(storage):
             cycle += 1
 
     _run(dut, [bench], deadline=200)
-    assert arrivals == list(range(8, 24)), arrivals
+    first = 3 if compact else 8
+    assert arrivals == list(range(first, first + 16)), arrivals
+
+
+@MODES
+def test_write_data_before_address(seed, compact):
+    """W beats offered before their AW (allowed by AXI4) wait for it and are written; RREADY
+    held low for a while keeps RVALID and the beat, then the burst continues."""
+    rng = random.Random(seed)
+    dut = AxiRam(size=SIZE, data_width=WIDTH, id_width=2, compact=compact)
+    axi = dut.s_axi
+    values = [rng.getrandbits(WIDTH) for _ in range(3)]
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(axi.wdata, values[0])
+        ctx.set(axi.wstrb, 0xF)
+        ctx.set(axi.wvalid, 1)
+        ctx.set(axi.awid, 3)
+        ctx.set(axi.awaddr, 40 * WORD)
+        ctx.set(axi.awlen, len(values) - 1)
+        ctx.set(axi.awsize, 2)
+        ctx.set(axi.awburst, Burst.INCR)
+        sent = cycle = 0
+        while sent < len(values):
+            ctx.set(axi.awvalid, int(cycle == 5) | ctx.get(axi.awvalid))
+            _, _, awvalid, awready, wready = await ctx.tick().sample(axi.awvalid, axi.awready,
+                                                                     axi.wready)
+            cycle += 1
+            if awvalid and awready:
+                ctx.set(axi.awvalid, 0)
+            if wready:
+                sent += 1
+                if sent < len(values):
+                    ctx.set(axi.wdata, values[sent])
+                    ctx.set(axi.wlast, int(sent == len(values) - 1))
+        ctx.set(axi.wvalid, 0)
+        ctx.set(axi.bready, 1)
+        result["b"] = await ctx.tick().sample(axi.bresp, axi.bid).until(axi.bvalid)
+        ctx.set(axi.bready, 0)
+        # Read back with RREADY low until the first beat has waited 10 cycles.
+        ctx.set(axi.arid, 1)
+        ctx.set(axi.araddr, 40 * WORD)
+        ctx.set(axi.arlen, len(values) - 1)
+        ctx.set(axi.arsize, 2)
+        ctx.set(axi.arburst, Burst.INCR)
+        ctx.set(axi.arvalid, 1)
+        await ctx.tick().until(axi.arready)
+        ctx.set(axi.arvalid, 0)
+        await ctx.tick().until(axi.rvalid)
+        first = ctx.get(axi.rdata)
+        for _ in range(10):
+            await ctx.tick()
+            assert ctx.get(axi.rvalid) and ctx.get(axi.rdata) == first, "R changed while stalled"
+        result["read"] = await _read_burst_beats(ctx, axi, len(values))
+
+    _run(dut, [bench], deadline=400)
+    assert tuple(result["b"]) == (Resp.OKAY, 3), result["b"]
+    assert result["read"] == values, result["read"]
+
+
+async def _read_burst_beats(ctx, axi, beats):
+    """The data of ``beats`` R beats with RREADY high (the AR handshake already made)."""
+    ctx.set(axi.rready, 1)
+    got = []
+    while len(got) < beats:
+        _, _, valid, data = await ctx.tick().sample(axi.rvalid, axi.rdata)
+        if valid:
+            got.append(data)
+    ctx.set(axi.rready, 0)
+    return got
+
+
+def test_implementation_choice():
+    """Compact by default exactly when the storage is SPRAM (given, or ``auto`` on iCE40); the
+    direct-port read latency follows the implementation."""
+    class Platform:
+        def __init__(self, family):
+            self.family = family
+
+    def ram(**kwargs):
+        return AxiRam(size=SIZE, data_width=WIDTH, id_width=1, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        assert ram(storage="spram").is_compact(None)
+        assert not ram(storage="memory").is_compact(Platform("ice40"))
+        assert ram().is_compact(Platform("ice40"))
+        assert not ram().is_compact(Platform("ecp5"))
+        assert not ram().is_compact(None)
+        assert not ram(storage="spram", compact=False).is_compact(Platform("ice40"))
+        assert ram(compact=True).is_compact(None)
+        assert ram(storage="spram").direct_read_latency() == COMPACT_DIRECT_READ_LATENCY
+        assert ram().direct_read_latency(Platform("ecp5")) == DIRECT_READ_LATENCY
+        with pytest.raises(ValueError, match="compact must be"):
+            ram(compact="yes")
+        gc.collect()

@@ -75,6 +75,18 @@ INDEX_BITS = 32
 
 ENGINES = (Engine.LOAD, Engine.EXEC, Engine.STORE)
 
+#: Attributes of the RAMs: no read is used in the cycle its word is written (see below).
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
+def registered_read(m, memory, name):
+    """``(port, data)``: an asynchronous read port of ``memory`` and a register of its data, the
+    word addressed in the previous cycle (a synchronous read, as Yosys maps it into a block RAM)."""
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=name, reset_less=True)
+    m.d.sync += data.eq(port.data)
+    return port, data
+
 #: The queue RAM: a bank per engine and one for the DMA hook's descriptor (``HOOK``), of BANK
 #: slots each (a queue uses QUEUE_DEPTH + 1 of them).
 HOOK = len(ENGINES)
@@ -123,14 +135,17 @@ class TesseraSmall(wiring.Component):
         connect(m, dma.m_axi, flipped(self.m_axi))
 
         # --- buffers ----------------------------------------------------------------------------
-        spad = Memory(shape=8 * lanes, depth=self.scratchpad_depth, init=[])
-        acc = Memory(shape=32 * lanes, depth=self.accumulator_depth, init=[])
+        # Every RAM is read through an asynchronous port and a register after it (Yosys merges
+        # the two into the block RAM), with ``no_rw_check``: the sequencer never uses a word read
+        # in the cycle it is written, so on iCE40 no logic emulates a read of the old data (a
+        # synchronous Amaranth read port keeps that emulation: about 650 flip-flops here).
+        spad = Memory(shape=8 * lanes, depth=self.scratchpad_depth, init=[], attrs=NO_RW_CHECK)
+        acc = Memory(shape=32 * lanes, depth=self.accumulator_depth, init=[], attrs=NO_RW_CHECK)
         m.submodules.scratchpad = spad
         m.submodules.accumulator = acc
-        spad_w, spad_r = spad.write_port(), spad.read_port()
-        acc_w, acc_r = acc.write_port(), acc.read_port()
-        spad_row = spad_r.data                      # read data: the row addressed a cycle ago
-        acc_row = acc_r.data
+        spad_w, (spad_r, spad_row) = spad.write_port(), registered_read(m, spad, "spad_row")
+        acc_w, (acc_r, acc_row) = acc.write_port(), registered_read(m, acc, "acc_row")
+        # (``spad_row``, ``acc_row``: the rows addressed a cycle ago)
 
         # --- instruction queues -----------------------------------------------------------------
         # One RAM, a bank of BANK slots per engine (address: slot, then bank). A queue is a ring of
@@ -140,9 +155,9 @@ class TesseraSmall(wiring.Component):
         # descriptor. The executing instruction is read in place (the read port stays on its
         # slot), so no register holds a copy of it.
         entry = data.StructLayout({"word": Instruction(), "index": INDEX_BITS})
-        queue_ram = Memory(shape=entry, depth=BANKS * BANK, init=[])
+        queue_ram = Memory(shape=entry, depth=BANKS * BANK, init=[], attrs=NO_RW_CHECK)
         m.submodules.queues = queue_ram
-        q_w, q_r = queue_ram.write_port(), queue_ram.read_port()
+        q_w, (q_r, q_data) = queue_ram.write_port(), registered_read(m, queue_ram, "queue_data")
         ring = QUEUE_DEPTH + 1
         head = Array([*(Signal(range(ring), name=f"head_{e.name.lower()}") for e in ENGINES),
                       Signal(range(ring), name="head_hook")])       # the hook's: always 0
@@ -170,7 +185,7 @@ class TesseraSmall(wiring.Component):
         cur_engine = Signal(2)              # whose queue head executes (HOOK: the hook's slot)
         cur_is_hook = Signal()              # ``cur`` is the DMA hook's descriptor as a LOAD/STORE
         executing = Signal()                # ``cur`` is executing (counters, watchdog index)
-        cur = q_r.data                      # the executing instruction, read in place: except
+        cur = q_data                        # the executing instruction, read in place: except
         m.d.comb += q_r.addr.eq(Cat(head[cur_engine], cur_engine))  # in SCAN (below), the
         #                                   read port stays on the head of ``cur_engine``
         error_code = Signal(4)
@@ -377,7 +392,7 @@ class TesseraSmall(wiring.Component):
                     m.d.sync += [found.eq(0), any_head.eq(0)]
                 with m.Else():
                     judged = scan - 1
-                    h = q_r.data
+                    h = q_data
                     pops = h.word.header.pop
                     ready = Signal()
                     for e in ENGINES:
