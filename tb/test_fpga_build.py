@@ -276,15 +276,12 @@ def test_ecp5_pll_parameters():
 
 @pytest.mark.fpga
 @pytest.mark.slow
-def test_icebreaker_build_says_it_does_not_fit(tmp_path):
-    """The smallest iCEBreaker build (1x1) runs Yosys and nextpnr, which finds that Tessera
-    does not fit the iCE40UP5K (~10.8k logic cells and 46 EBR of 5280 and 30, docs/fpga.md):
-    the build fails with a message naming the overfull resources. When Tessera shrinks enough
-    to fit, this test fails and becomes a bitstream test like the ULX3S one."""
-    try:
-        report = build("icebreaker", rows=1, cols=1, out_dir=tmp_path)
-    except BuildError as error:
-        assert "does not fit (ICESTORM_" in str(error), str(error)[:2000]
-    else:
-        _check_report(report, "icebreaker", tmp_path, 1, 1)
-        pytest.fail("Tessera now fits the iCEBreaker: make this a bitstream test")
+def test_icebreaker_bitstream(tmp_path):
+    """The smallest iCEBreaker build (the small core, 1 x 1) fits the iCE40UP5K and gives a
+    bitstream and a report whose numbers are nextpnr's, timing met at the 12 MHz oscillator
+    (fourteenth session: 4,867 of 5,280 logic cells, 21.5 MHz; docs/fpga.md). Larger arrays do
+    not fit yet; once they do, the default configuration belongs here and in the default suite."""
+    report = build("icebreaker", rows=1, cols=1, out_dir=tmp_path)
+    _check_report(report, "icebreaker", tmp_path, 1, 1)
+    assert report["config"]["core"] == "small" and report["target_mhz"] == 12.0, report
+    assert report["spram"]["used"] == 2, report
