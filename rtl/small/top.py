@@ -116,9 +116,11 @@ class TesseraSmall(wiring.Component):
         self.row_bytes = max(4 * lanes, INSTRUCTION_BYTES)
         self.dma = RowDma(row_bytes=self.row_bytes, id_width=id_width)
         self.requantizer = SerialRequantizer(lanes=lanes)
+        # One register stage in the decoder (its range checks' carry chains were the iCE40
+        # build's critical path); the fetched word stays in the DMA's row register meanwhile.
         self.decoder = Decoder(rows=rows, cols=cols, lanes=lanes,
                                scratchpad_depth=scratchpad_depth,
-                               accumulator_depth=accumulator_depth)
+                               accumulator_depth=accumulator_depth, stages=1)
         super().__init__(accelerator_ports(bus_width=bus_width, id_width=id_width))
 
     def elaborate(self, platform):
@@ -369,7 +371,9 @@ class TesseraSmall(wiring.Component):
                         dma_failed()
                         fail(ProgramError.BUS_ERROR, next_index)
                     with m.Else():
-                        m.next = "CHECK"
+                        m.next = "DECODE"
+            with m.State("DECODE"):
+                m.next = "CHECK"                # the decoder's register stage
             with m.State("CHECK"):
                 # The instruction is in the DMA's row register until the next transfer.
                 with m.If(dec.error != ProgramError.NONE):
