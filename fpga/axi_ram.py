@@ -75,7 +75,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
 from tessera.rtl.register_slice import RegisterSlice
-from tessera.rtl.util import delay, replicate
+from tessera.rtl.util import NO_RW_CHECK, delay, registered_read, replicate
 
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "COMPACT_DIRECT_READ_LATENCY",
            "R_QUEUE_DEPTH", "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
@@ -198,6 +198,28 @@ class AxiRam(wiring.Component):
             start.supported.eq((burst == Burst.INCR) & (size == shift)),
         ]
         return state, start
+
+    def _take_bursts(self, m, make_burst):
+        """The read and the write burst in progress, each loaded at its AR/AW handshake with the
+        registers ``make_burst`` (:meth:`_burst` or :meth:`_compact_burst`) makes: ARREADY while
+        no read burst is active, AWREADY while no write burst is active and no B response
+        waits. Returns ``(r, r_active, w, w_active, b_pending, b_resp)``; the caller clears the
+        flags and drives B."""
+        axi = self.s_axi
+        r_active = Signal()
+        r, r_start = make_burst(m, "read_burst", axi.araddr, axi.arlen, axi.arsize, axi.arburst,
+                                axi.arid)
+        w_active = Signal()
+        b_pending = Signal()
+        b_resp = Signal(2)
+        w, w_start = make_burst(m, "write_burst", axi.awaddr, axi.awlen, axi.awsize,
+                                axi.awburst, axi.awid)
+        m.d.comb += [axi.arready.eq(~r_active), axi.awready.eq(~w_active & ~b_pending)]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += [r.eq(r_start), r_active.eq(1)]
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += [w.eq(w_start), w_active.eq(1), b_resp.eq(Resp.OKAY)]
+        return r, r_active, w, w_active, b_pending, b_resp
 
     def storage_kind(self, platform):
         """``"spram"`` or ``"memory"``: what the storage is built from for ``platform``."""
@@ -365,19 +387,7 @@ class AxiRam(wiring.Component):
                                                 "direct_rvalid"))
 
         # --- burst registers -------------------------------------------------------------------
-        r_active = Signal()
-        r, r_start = self._burst(m, "read_burst", axi.araddr, axi.arlen, axi.arsize, axi.arburst,
-                                 axi.arid)
-        w_active = Signal()
-        b_pending = Signal()
-        b_resp = Signal(2)
-        w, w_start = self._burst(m, "write_burst", axi.awaddr, axi.awlen, axi.awsize,
-                                 axi.awburst, axi.awid)
-        m.d.comb += [axi.arready.eq(~r_active), axi.awready.eq(~w_active & ~b_pending)]
-        with m.If(axi.arvalid & axi.arready):
-            m.d.sync += [r.eq(r_start), r_active.eq(1)]
-        with m.If(axi.awvalid & axi.awready):
-            m.d.sync += [w.eq(w_start), w_active.eq(1), b_resp.eq(Resp.OKAY)]
+        r, r_active, w, w_active, b_pending, b_resp = self._take_bursts(m, self._burst)
 
         # --- who uses the memory this cycle ----------------------------------------------------
         beat_layout = data.StructLayout({"id": self.id_width, "resp": 2, "last": 1})
@@ -505,15 +515,12 @@ class AxiRam(wiring.Component):
             m.d.sync += read_bank.eq(bank)
             outputs = self._spram_instances(m, address, write_en, wdata, lambda b: bank == b)
             return Array(outputs)[read_bank] if len(outputs) > 1 else outputs[0]
-        storage = Memory(shape=self.data_width, depth=self.words, init=[],
-                         attrs={"no_rw_check": 1})
+        storage = Memory(shape=self.data_width, depth=self.words, init=[], attrs=NO_RW_CHECK)
         m.submodules.storage = storage
-        read_port = storage.read_port(domain="comb")
+        read_port, read_data = registered_read(m, storage, "storage_data")
         write_port = storage.write_port(granularity=8)
-        read_data = Signal(self.data_width, name="storage_data", reset_less=True)
         m.d.comb += [read_port.addr.eq(address), write_port.addr.eq(address),
                      write_port.en.eq(write_en), write_port.data.eq(wdata)]
-        m.d.sync += read_data.eq(read_port.data)
         return read_data
 
     def _elaborate_compact(self, platform):
@@ -534,19 +541,7 @@ class AxiRam(wiring.Component):
         m.d.sync += direct.rvalid.eq(direct.read & ~direct_write)
 
         # --- burst registers -------------------------------------------------------------------
-        r_active = Signal()
-        r, r_start = self._compact_burst(m, "read_burst", axi.araddr, axi.arlen, axi.arsize,
-                                         axi.arburst, axi.arid)
-        w_active = Signal()
-        b_pending = Signal()
-        b_resp = Signal(2)
-        w, w_start = self._compact_burst(m, "write_burst", axi.awaddr, axi.awlen, axi.awsize,
-                                         axi.awburst, axi.awid)
-        m.d.comb += [axi.arready.eq(~r_active), axi.awready.eq(~w_active & ~b_pending)]
-        with m.If(axi.arvalid & axi.arready):
-            m.d.sync += [r.eq(r_start), r_active.eq(1)]
-        with m.If(axi.awvalid & axi.awready):
-            m.d.sync += [w.eq(w_start), w_active.eq(1), b_resp.eq(Resp.OKAY)]
+        r, r_active, w, w_active, b_pending, b_resp = self._take_bursts(m, self._compact_burst)
 
         # --- the R output register and the read in flight --------------------------------------
         # ``r.word`` is the next beat to enter the R register; ``in_flight``: that word was read

@@ -63,6 +63,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4LiteSignature, Resp
+from tessera.rtl.util import NO_RW_CHECK, registered_read
 
 from .axi_ram import MemoryPortSignature
 from .protocol import (CRC_INIT, CRC_POLYNOMIAL, MAX_BLOCK, REGISTER_SPACE, SYNC_REQUEST,
@@ -160,8 +161,8 @@ class UartBridge(wiring.Component):
         # read in the cycle it is written is never used, so no logic emulates old data on iCE40
         # (a synchronous Amaranth read port keeps that emulation).
         m.submodules.buffer = buffer = Memory(shape=8, depth=MAX_BLOCK, init=[],
-                                                attrs={"no_rw_check": 1})
-        buf_read = buffer.read_port(domain="comb")
+                                                attrs=NO_RW_CHECK)
+        buf_read, buf_read_data = registered_read(m, buffer, "buf_read_data")
         buf_write = buffer.write_port()
 
         # The receiver's outputs are flip-flops (``valid``, ``frame_error``) and its shift
@@ -236,9 +237,8 @@ class UartBridge(wiring.Component):
         # register and ``buf_data`` (block RAM output register), so it is byte ``count`` from the
         # third cycle with ``count`` unchanged: ``buf_ready`` (then ``at_last`` is valid too).
         m.d.comb += [buf_read.addr.eq(count), buf_write.addr.eq(count)]
-        buf_read_data = Signal(8, reset_less=True)
         buf_data = Signal(8, reset_less=True)
-        m.d.sync += [buf_read_data.eq(buf_read.data), buf_data.eq(buf_read_data)]
+        m.d.sync += buf_data.eq(buf_read_data)
         moved = Signal(2)
         m.d.sync += moved.eq(Cat(count_step | count_clear | advance, moved[0]))
         buf_ready = ~moved.any()

@@ -7,10 +7,15 @@ from functools import reduce
 from amaranth.hdl import Mux, Signal
 
 __all__ = ["REPLICA", "check_dimension", "delay", "replicate", "wrap_increment", "zero_unless",
-           "one_hot_select"]
+           "one_hot_select", "NO_RW_CHECK", "registered_read"]
 
 #: Name infix of the registers made by :func:`replicate` (the FPGA build selects them by it).
 REPLICA = "_replica"
+
+#: ``attrs`` of a ``Memory`` none of whose reads is used in the cycle its word is written (read
+#: with :func:`registered_read`): Yosys then adds no logic emulating a read of the old data
+#: (on iCE40 it does for a synchronous Amaranth read port, even with this attribute).
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def check_dimension(name, value, *, maximum=256):
@@ -36,6 +41,16 @@ def one_hot_select(select, values):
 def wrap_increment(value, modulus):
     """``value + 1``, or 0 when ``value`` is ``modulus - 1`` (a pointer or index that wraps)."""
     return Mux(value == modulus - 1, 0, value + 1)
+
+
+def registered_read(m, memory, name):
+    """``(port, data)``: an asynchronous read port of ``memory`` and a register ``name`` of its
+    data, the word addressed in the previous cycle -- a synchronous read, which Yosys maps into
+    the block RAM (with :data:`NO_RW_CHECK` on the memory, without old-data emulation)."""
+    port = memory.read_port(domain="comb")
+    data = Signal(memory.shape, name=name, reset_less=True)
+    m.d.sync += data.eq(port.data)
+    return port, data
 
 
 def delay(m, value, cycles, name, *, reset_less=False):
