@@ -15,7 +15,7 @@ import enum
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Resp", "Burst", "AXI4Signature", "AXI4LiteSignature"]
+__all__ = ["Resp", "Burst", "AXI4Signature", "AXI4LiteSignature", "any_handshake"]
 
 
 class Resp(enum.IntEnum):
@@ -101,3 +101,11 @@ class AXI4LiteSignature(wiring.Signature):
 
     def __repr__(self):
         return f"AXI4LiteSignature(addr_width={self.addr_width})"
+
+
+def any_handshake(bus):
+    """1 in a cycle in which any of the five channels of the AXI4 or AXI4-Lite port ``bus``
+    completes a transfer (VALID and READY both high): bus activity, e.g. for a watchdog."""
+    return ((bus.arvalid & bus.arready) | (bus.rvalid & bus.rready) |
+            (bus.awvalid & bus.awready) | (bus.wvalid & bus.wready) |
+            (bus.bvalid & bus.bready))

@@ -139,7 +139,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from .axi import AXI4Signature, Burst, Resp
-from .dma_descriptor import Direction, DmaDescriptor, DmaError
+from .dma_descriptor import Direction, DmaDescriptor, DmaError, descriptor_error
 from .register_slice import RegisterSlice
 from .sliced_fifo import SlicedFIFO, sliced_fifo_for
 from .util import REPLICA, check_dimension, one_hot_select
@@ -940,12 +940,9 @@ class Dma(wiring.Component):
                              ~too_long.bit_select(desc.buffer, 1) &
                              ~beyond.bit_select(desc.buffer, 1))
         code = Signal(4)
-        m.d.comb += code.eq(
-            Mux(zero_rows, DmaError.ZERO_ROWS,
-            Mux(zero_bytes, DmaError.ZERO_BYTES,
-            Mux(too_long.bit_select(desc.buffer, 1), DmaError.ROW_TOO_LONG,
-            Mux(beyond.bit_select(desc.buffer, 1), DmaError.SRAM_RANGE,
-                DmaError.NONE)))))
+        m.d.comb += code.eq(descriptor_error(zero_rows=zero_rows, zero_bytes=zero_bytes,
+                                             too_long=too_long.bit_select(desc.buffer, 1),
+                                             beyond=beyond.bit_select(desc.buffer, 1)))
         m.d.comb += [
             self.descriptor.ready.eq(state == _State.IDLE),
             self.busy.eq(state != _State.IDLE),

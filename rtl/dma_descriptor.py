@@ -15,10 +15,10 @@ touches no other memory byte. Buffer rows are ``lanes`` bytes in the scratchpad 
 
 import enum
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Mux, unsigned
 from amaranth.lib import data
 
-__all__ = ["Buffer", "Direction", "DmaError", "DmaDescriptor"]
+__all__ = ["Buffer", "Direction", "DmaError", "DmaDescriptor", "descriptor_error"]
 
 
 class Buffer(enum.IntEnum):
@@ -57,3 +57,13 @@ class DmaDescriptor(data.StructLayout):
             "direction":   unsigned(1),    # Direction
             "reserved":    unsigned(14),
         })
+
+
+def descriptor_error(*, zero_rows, zero_bytes, too_long, beyond):
+    """The :class:`DmaError` of a descriptor from its checks (1-bit values), the first failing in
+    the order of the codes: ``rows == 0``, ``row_bytes == 0``, ``row_bytes`` above a row of the
+    target buffer, ``sram_row + rows`` beyond its depth; NONE if all pass."""
+    return Mux(zero_rows, DmaError.ZERO_ROWS,
+               Mux(zero_bytes, DmaError.ZERO_BYTES,
+                   Mux(too_long, DmaError.ROW_TOO_LONG,
+                       Mux(beyond, DmaError.SRAM_RANGE, DmaError.NONE))))

@@ -52,7 +52,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .accumulator import Accumulator, WriteMode
-from .axi import AXI4LiteSignature, AXI4Signature
+from .axi import AXI4LiteSignature, AXI4Signature, any_handshake
 from .controller import Controller
 from .dispatcher import Dispatcher
 from .dma import Dma
@@ -252,11 +252,7 @@ class Tessera(wiring.Component):
         connect(m, load.control, ctrl.load)
         connect(m, exe.control, ctrl.exec)
         connect(m, store.control, ctrl.store)
-        bus = self.m_axi
-        m.d.comb += ctrl.progress.eq(
-            (bus.arvalid & bus.arready) | (bus.rvalid & bus.rready) |
-            (bus.awvalid & bus.awready) | (bus.wvalid & bus.wready) |
-            (bus.bvalid & bus.bready))
+        m.d.comb += ctrl.progress.eq(any_handshake(self.m_axi))
 
         # --- DMA arbiter ---------------------------------------------------------------------------
         hook_pending = Signal()

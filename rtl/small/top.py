@@ -55,13 +55,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import connect, flipped
 
+from ..axi import any_handshake
 from ..decoder import Decoder
-from ..dma_descriptor import Buffer, Direction, DmaError
+from ..dma_descriptor import Buffer, Direction, DmaError, descriptor_error
 from ..isa import (INSTRUCTION_BITS, INSTRUCTION_BYTES, QUEUE_DEPTH, TOKEN_LIMIT, Engine,
                    Instruction, Opcode, ProgramError)
 from ..registers import PERF_COUNTERS, dma_descriptor, register_file
 from ..top import accelerator_ports
-from ..util import wrap_increment
+from ..util import NO_RW_CHECK, registered_read, wrap_increment
 from .requant import SerialRequantizer
 from .row_dma import RowDma
 
@@ -75,17 +76,6 @@ INDEX_BITS = 32
 
 ENGINES = (Engine.LOAD, Engine.EXEC, Engine.STORE)
 
-#: Attributes of the RAMs: no read is used in the cycle its word is written (see below).
-NO_RW_CHECK = {"no_rw_check": 1}
-
-
-def registered_read(m, memory, name):
-    """``(port, data)``: an asynchronous read port of ``memory`` and a register of its data, the
-    word addressed in the previous cycle (a synchronous read, as Yosys maps it into a block RAM)."""
-    port = memory.read_port(domain="comb")
-    data = Signal(memory.shape, name=name, reset_less=True)
-    m.d.sync += data.eq(port.data)
-    return port, data
 
 #: The queue RAM: a bank per engine and one for the DMA hook's descriptor (``HOOK``), of BANK
 #: slots each (a queue uses QUEUE_DEPTH + 1 of them).
@@ -243,11 +233,8 @@ class TesseraSmall(wiring.Component):
         soft_pending = Signal()
         with m.If(regs.ctrl.soft_reset):
             m.d.sync += soft_pending.eq(1)
-        bus = self.m_axi
         progress = Signal()
-        m.d.comb += progress.eq((bus.arvalid & bus.arready) | (bus.rvalid & bus.rready) |
-                                (bus.awvalid & bus.awready) | (bus.wvalid & bus.wready) |
-                                (bus.bvalid & bus.bready))
+        m.d.comb += progress.eq(any_handshake(self.m_axi))
         quiet = Signal(32)
         watchdog = Signal()
         m.d.comb += watchdog.eq(running & (regs.watchdog.cycles != 0) &
@@ -296,11 +283,9 @@ class TesseraSmall(wiring.Component):
                 row_limit = Mux(d.buffer == Buffer.ACCUMULATOR, 4 * lanes, lanes)
                 depth = Mux(d.buffer == Buffer.ACCUMULATOR, self.accumulator_depth,
                             self.scratchpad_depth)
-                check = Mux(d.rows == 0, DmaError.ZERO_ROWS,
-                            Mux(d.row_bytes == 0, DmaError.ZERO_BYTES,
-                                Mux(d.row_bytes > row_limit, DmaError.ROW_TOO_LONG,
-                                    Mux(d.sram_row + d.rows > depth, DmaError.SRAM_RANGE,
-                                        DmaError.NONE))))
+                check = descriptor_error(zero_rows=d.rows == 0, zero_bytes=d.row_bytes == 0,
+                                         too_long=d.row_bytes > row_limit,
+                                         beyond=d.sram_row + d.rows > depth)
                 m.d.sync += [dma_error.eq(check), dma_error_addr.eq(d.dram_addr)]
                 with m.If(check != DmaError.NONE):
                     m.d.sync += [hook_done.eq(1), hook_error.eq(1)]
