@@ -255,7 +255,6 @@ class TesseraSmall(wiring.Component):
         def dma_failed():
             m.d.sync += [dma_error.eq(dma.error), dma_error_addr.eq(dma.error_addr)]
 
-        engine_of_fetched = dec.engine
         begin = Signal()                    # a program starts (clears the counters)
         hook_pending = Signal()             # DMA_START was written; the hook waits for IDLE
         with m.If(regs.dma_start.start & ~soft_pending):
@@ -368,7 +367,7 @@ class TesseraSmall(wiring.Component):
                         m.d.comb += [q_w.addr.eq(Cat(slot_after_tail(dec.engine), dec.engine)),
                                      q_w.data.word.eq(dma.rdata[:INSTRUCTION_BITS]),
                                      q_w.data.index.eq(next_index), q_w.en.eq(1)]
-                    m.d.sync += [held.eq(1), fetched_engine.eq(engine_of_fetched),
+                    m.d.sync += [held.eq(1), fetched_engine.eq(dec.engine),
                                  fetched_fence.eq(dec.fence), fetched_halt.eq(dec.halt)]
                     m.next = "DISPATCH"
 
