@@ -245,8 +245,15 @@ class TesseraSmall(wiring.Component):
         with m.Elif(quiet != 0xFFFF_FFFF):
             m.d.sync += quiet.eq(quiet + 1)
 
-        # --- DMA requests (driven from the FSM) -----------------------------------------------------
-        m.d.comb += [dma.start.eq(0), dma.write.eq(0)]
+        # --- DMA requests ----------------------------------------------------------------------------
+        # The request is registered (``dma_go``, set by the state that issues it): the DMA's
+        # start then comes from a flip-flop, not from the sequencer's decision logic (on the
+        # iCE40 that path, dispatch decision -> DMA start -> the memory's address handshake, was
+        # the critical one). The waiting states FETCH and MOVE_WAIT drive the request's fields,
+        # from values that hold until the DMA is done.
+        dma_go = Signal()
+        m.d.sync += dma_go.eq(0)
+        m.d.comb += dma.start.eq(dma_go)
 
         def fail(code, index):
             m.d.sync += [error_code.eq(code), error_index.eq(index), executing.eq(0)]
@@ -340,13 +347,11 @@ class TesseraSmall(wiring.Component):
                 with m.Elif(next_index == regs.program_len.length):
                     fail(ProgramError.NO_HALT, next_index)
                 with m.Else():
-                    m.d.comb += [dma.start.eq(1),
-                                 dma.addr.eq(regs.program_addr.addr +
-                                             (next_index << 4)),
-                                 dma.nbytes.eq(INSTRUCTION_BYTES)]
-                    m.d.sync += dma_error.eq(DmaError.NONE)
+                    m.d.sync += [dma_go.eq(1), dma_error.eq(DmaError.NONE)]
                     m.next = "FETCH"
             with m.State("FETCH"):
+                m.d.comb += [dma.addr.eq(regs.program_addr.addr + (next_index << 4)),
+                             dma.nbytes.eq(INSTRUCTION_BYTES)]
                 with m.If(watchdog):
                     m.d.comb += dma_reset.eq(1)
                     fail(ProgramError.WATCHDOG, next_index)
@@ -431,10 +436,9 @@ class TesseraSmall(wiring.Component):
             # --- LOAD, STORE, the hook: one row at a time -------------------------------------------
             with m.State("MOVE"):
                 with m.If(is_load):
-                    m.d.comb += [dma.start.eq(1), dma.addr.eq(addr), dma.nbytes.eq(move_bytes)]
+                    m.d.sync += dma_go.eq(1)
                     m.next = "MOVE_WAIT"
                 with m.Else():
-                    m.d.comb += [acc_r.addr.eq(move_sram), spad_r.addr.eq(move_sram)]
                     m.next = "MOVE_READ"
             with m.State("MOVE_READ"):
                 # The buffer row is on the read ports.
@@ -442,16 +446,16 @@ class TesseraSmall(wiring.Component):
                     m.d.comb += [rq.start.eq(1), rq.data.eq(acc_row)]
                     m.next = "MOVE_REQUANT"
                 with m.Else():
-                    m.d.comb += [dma.start.eq(1), dma.write.eq(1), dma.addr.eq(addr),
-                                 dma.nbytes.eq(move_bytes),
-                                 dma.wdata.eq(Mux(to_acc, acc_row, spad_row))]
+                    m.d.sync += dma_go.eq(1)
                     m.next = "MOVE_WAIT"
             with m.State("MOVE_REQUANT"):
                 with m.If(rq.done):
-                    m.d.comb += [dma.start.eq(1), dma.write.eq(1), dma.addr.eq(addr),
-                                 dma.nbytes.eq(move_bytes), dma.wdata.eq(rq.result.as_value())]
+                    m.d.sync += dma_go.eq(1)
                     m.next = "MOVE_WAIT"
             with m.State("MOVE_WAIT"):
+                m.d.comb += [dma.write.eq(~is_load), dma.addr.eq(addr), dma.nbytes.eq(move_bytes),
+                             dma.wdata.eq(Mux(requant, rq.result.as_value(),
+                                              Mux(to_acc, acc_row, spad_row)))]
                 with m.If(watchdog & ~cur_is_hook):
                     m.d.comb += dma_reset.eq(1)
                     fail(ProgramError.WATCHDOG, cur.index)
@@ -558,6 +562,11 @@ class TesseraSmall(wiring.Component):
             with m.State("STOP"):
                 m.d.sync += [running.eq(0), done.eq(1), soft_pending.eq(0), executing.eq(0)]
                 m.next = "IDLE"
+        # A row transfer keeps the read ports on its buffer row until the DMA is done, so that a
+        # STORE's row (or the requantizer's result) holds while the DMA takes it.
+        with m.If(sequencer.ongoing("MOVE") | sequencer.ongoing("MOVE_READ") |
+                  sequencer.ongoing("MOVE_REQUANT") | sequencer.ongoing("MOVE_WAIT")):
+            m.d.comb += [acc_r.addr.eq(move_sram), spad_r.addr.eq(move_sram)]
 
         # --- performance counters ------------------------------------------------------------------
         events = {
