@@ -211,8 +211,14 @@ def test_compiled_layers(config, seed):
     run_sequence(sim, cfg, jobs, seed)
     check_jobs(cfg, jobs)
     gemm = jobs[2].result["counters"]
-    assert gemm["MAC_ACTIVE"] > 0 and gemm["CYCLES"] > gemm["MAC_ACTIVE"], gemm
+    # 33 activation rows per (K, N) tile; int32 results of 33 x 17; every engine's cycles within
+    # the program's; the instructions, A and B read at least once.
+    assert gemm["MAC_ACTIVE"] == 33 * -(-70 // cfg.rows) * -(-17 // cfg.cols), gemm
+    assert gemm["CYCLES"] > gemm["MAC_ACTIVE"], gemm
+    for engine in ("LOAD", "EXEC", "STORE"):
+        assert 0 < gemm[f"{engine}_BUSY"] + gemm[f"{engine}_STALL"] <= gemm["CYCLES"], gemm
     assert gemm["DMA_BYTES_WRITTEN"] == 33 * 17 * 4, gemm
+    assert gemm["DMA_BYTES_READ"] >= 16 * jobs[2].length + 33 * 70 + 70 * 17, gemm
 
 
 def test_time_shared_requantizer(seed):

@@ -63,6 +63,7 @@ from ..isa import (INSTRUCTION_BITS, INSTRUCTION_BYTES, QUEUE_DEPTH, TOKEN_LIMIT
 from ..registers import PERF_COUNTERS, dma_descriptor, register_file
 from ..top import accelerator_ports
 from ..util import NO_RW_CHECK, registered_read, wrap_increment
+from .counters import CounterRam
 from .requant import SerialRequantizer
 from .row_dma import RowDma
 
@@ -263,9 +264,50 @@ class TesseraSmall(wiring.Component):
             m.d.sync += [dma_error.eq(dma.error), dma_error_addr.eq(dma.error_addr)]
 
         begin = Signal()                    # a program starts (clears the counters)
+        at_end = Signal()                   # next_index was PROGRAM_LEN a cycle ago
+        m.d.sync += at_end.eq(next_index == regs.program_len.length)
         hook_pending = Signal()             # DMA_START was written; the hook waits for IDLE
         with m.If(regs.dma_start.start & ~soft_pending):
             m.d.sync += hook_pending.eq(1)
+
+        # --- performance counters ------------------------------------------------------------------
+        # In a block RAM, brought up to date round-robin (rtl/small/counters.py): a counter read
+        # while a program runs lags by at most a round (11 cycles); DONE waits until they settle.
+        # The read index comes from the read address the register file accepts (the RAM's read
+        # data arrives in the cycle the register file samples the counter's value).
+        events = {
+            "CYCLES": running,
+            "LOAD_BUSY": executing & (cur_engine == Engine.LOAD),
+            "LOAD_STALL": running & (count[Engine.LOAD] != 0) &
+                          ~(executing & (cur_engine == Engine.LOAD)),
+            "EXEC_BUSY": executing & (cur_engine == Engine.EXEC),
+            "EXEC_STALL": running & (count[Engine.EXEC] != 0) &
+                          ~(executing & (cur_engine == Engine.EXEC)),
+            "STORE_BUSY": executing & (cur_engine == Engine.STORE),
+            "STORE_STALL": running & (count[Engine.STORE] != 0) &
+                           ~(executing & (cur_engine == Engine.STORE)),
+            "MAC_ACTIVE": mac_row,
+        }
+        # The bytes of every row (or instruction) the DMA moved while the program ran, counted
+        # when the transfer ends (the size and direction of the transfer are registered at its
+        # start).
+        transfer_bytes = Signal.like(dma.nbytes)
+        transfer_write = Signal()
+        with m.If(dma.start & ~dma.busy):
+            m.d.sync += [transfer_bytes.eq(dma.nbytes), transfer_write.eq(dma.write)]
+        for name, write in (("DMA_BYTES_READ", 0), ("DMA_BYTES_WRITTEN", 1)):
+            events[name] = Mux(running & dma.done & (transfer_write == write), transfer_bytes, 0)
+        assert set(events) == set(PERF_COUNTERS)
+        counters = m.submodules.counters = CounterRam(
+            {name: len(events[name]) for name in PERF_COUNTERS})
+        m.d.comb += [counters.clear.eq(begin)]
+        m.d.comb += [getattr(counters.inc, name).eq(event) for name, event in events.items()]
+        first = regs.register_map[next(iter(PERF_COUNTERS))].offset
+        index_bits = len(counters.read_index)
+        assert first % (4 << index_bits) == 0, "the counters' base must be aligned to their span"
+        m.d.comb += counters.read_index.eq(self.s_axil.araddr[2:2 + index_bits])
+        for name in PERF_COUNTERS:
+            m.d.comb += getattr(regs, name.lower()).count.eq(counters.read_data)
 
         with m.FSM(name="sequencer") as sequencer:
             with m.State("IDLE"):
@@ -293,7 +335,12 @@ class TesseraSmall(wiring.Component):
                                          too_long=d.row_bytes > row_limit,
                                          beyond=d.sram_row + d.rows > depth)
                 m.d.sync += [dma_error.eq(check), dma_error_addr.eq(d.dram_addr)]
-                with m.If(check != DmaError.NONE):
+                m.next = "HOOK_CHECKED"
+            with m.State("HOOK_CHECKED"):
+                # The check's result is registered (its adders and comparators were the iCE40
+                # build's critical path when they also chose the next state).
+                d = dma_descriptor(regs)
+                with m.If(dma_error != DmaError.NONE):
                     m.d.sync += [hook_done.eq(1), hook_error.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
@@ -344,7 +391,12 @@ class TesseraSmall(wiring.Component):
                         m.d.comb += dispatched.eq(1)
                         m.d.sync += [count[fetched_engine].eq(count[fetched_engine] + 1),
                                      held.eq(0), next_index.eq(next_index + 1)]
-                with m.Elif(next_index == regs.program_len.length):
+                with m.Else():
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                # The end-of-program check from a register (next_index held since DISPATCH): as
+                # a branch of DISPATCH it was the iCE40 build's critical path.
+                with m.If(at_end):
                     fail(ProgramError.NO_HALT, next_index)
                 with m.Else():
                     m.d.sync += [dma_go.eq(1), dma_error.eq(DmaError.NONE)]
@@ -560,50 +612,18 @@ class TesseraSmall(wiring.Component):
                     m.next = "DISPATCH"
 
             with m.State("STOP"):
-                m.d.sync += [running.eq(0), done.eq(1), soft_pending.eq(0), executing.eq(0)]
-                m.next = "IDLE"
+                m.d.sync += [running.eq(0), soft_pending.eq(0), executing.eq(0)]
+                m.next = "SETTLE"
+            with m.State("SETTLE"):
+                # The counters' last increments reach their RAM before DONE is seen.
+                with m.If(counters.settled):
+                    m.d.sync += done.eq(1)
+                    m.next = "IDLE"
         # A row transfer keeps the read ports on its buffer row until the DMA is done, so that a
         # STORE's row (or the requantizer's result) holds while the DMA takes it.
         with m.If(sequencer.ongoing("MOVE") | sequencer.ongoing("MOVE_READ") |
                   sequencer.ongoing("MOVE_REQUANT") | sequencer.ongoing("MOVE_WAIT")):
             m.d.comb += [acc_r.addr.eq(move_sram), spad_r.addr.eq(move_sram)]
-
-        # --- performance counters ------------------------------------------------------------------
-        events = {
-            "CYCLES": running,
-            "LOAD_BUSY": executing & (cur_engine == Engine.LOAD),
-            "LOAD_STALL": running & (count[Engine.LOAD] != 0) &
-                          ~(executing & (cur_engine == Engine.LOAD)),
-            "EXEC_BUSY": executing & (cur_engine == Engine.EXEC),
-            "EXEC_STALL": running & (count[Engine.EXEC] != 0) &
-                          ~(executing & (cur_engine == Engine.EXEC)),
-            "STORE_BUSY": executing & (cur_engine == Engine.STORE),
-            "STORE_STALL": running & (count[Engine.STORE] != 0) &
-                           ~(executing & (cur_engine == Engine.STORE)),
-            "MAC_ACTIVE": mac_row,
-        }
-        assert set(events) | {"DMA_BYTES_READ", "DMA_BYTES_WRITTEN"} == set(PERF_COUNTERS)
-        for name, event in events.items():
-            counter = Signal(32, name=f"count_{name.lower()}")
-            with m.If(begin):
-                m.d.sync += counter.eq(0)
-            with m.Elif(event):
-                m.d.sync += counter.eq(counter + 1)
-            m.d.comb += getattr(regs, name.lower()).count.eq(counter)
-        # The bytes of every row (or instruction) the DMA moved while the program ran, counted
-        # here when the transfer ends (the size and direction of the transfer are registered at
-        # its start).
-        transfer_bytes = Signal.like(dma.nbytes)
-        transfer_write = Signal()
-        with m.If(dma.start & ~dma.busy):
-            m.d.sync += [transfer_bytes.eq(dma.nbytes), transfer_write.eq(dma.write)]
-        for name, write in (("DMA_BYTES_READ", 0), ("DMA_BYTES_WRITTEN", 1)):
-            counter = Signal(32, name=f"count_{name.lower()}")
-            with m.If(begin):
-                m.d.sync += counter.eq(0)
-            with m.Elif(running & dma.done & (transfer_write == write)):
-                m.d.sync += counter.eq(counter + transfer_bytes)
-            m.d.comb += getattr(regs, name.lower()).count.eq(counter)
 
         # --- status, errors, interrupt ---------------------------------------------------------------
         m.d.comb += [
