@@ -37,7 +37,9 @@ and the AXI4 / AXI4-Lite ports -- and trades speed for area:
 * **Performance counters** keep their meaning: CYCLES while a program runs; X_BUSY while the
   sequencer executes an instruction of engine X; X_STALL while engine X's queue holds an
   instruction it is not executing; MAC_ACTIVE once per activation row (R x C MACs each);
-  DMA_BYTES_READ/WRITTEN the bytes of the rows moved (16 per instruction fetched).
+  DMA_BYTES_READ/WRITTEN the bytes of the rows moved (16 per instruction fetched). They are kept
+  in a block RAM (:class:`~tessera.rtl.small.counters.CounterRam`): read while a program runs,
+  they lag by at most 11 cycles; DONE waits until they are exact.
 * **Registers** behave as in Tessera (``CTRL.start``, ``STATUS``, the interrupt, the DMA test hook
   with its checks and DMA_ERROR; ``CTRL.soft_reset``: the instruction executing runs to its end,
   then the program stops with ABORTED, ERROR_INFO the index of the next instruction to dispatch,
@@ -236,15 +238,19 @@ class TesseraSmall(wiring.Component):
             m.d.sync += soft_pending.eq(1)
         progress = Signal()
         m.d.comb += progress.eq(any_handshake(self.m_axi))
-        quiet = Signal(32)
-        watchdog = Signal()
-        m.d.comb += watchdog.eq(running & (regs.watchdog.cycles != 0) &
-                                (quiet >= regs.watchdog.cycles))
+        # The watchdog counts down from WATCHDOG.cycles (reloaded by any activity) and fires,
+        # from a register, after the count reached 0 in a cycle without activity: no 32-bit
+        # comparator, and its decision is not on the path into the FSM (the iCE40 build's
+        # critical path when it was).
         dispatched = Signal()               # pulse: an instruction entered a queue or completed
-        with m.If(progress | dispatched | mac_row | ~running):
-            m.d.sync += quiet.eq(0)
-        with m.Elif(quiet != 0xFFFF_FFFF):
-            m.d.sync += quiet.eq(quiet + 1)
+        activity = progress | dispatched | mac_row | ~running
+        remaining = Signal(32)
+        watchdog = Signal()
+        with m.If(activity):
+            m.d.sync += remaining.eq(regs.watchdog.cycles)
+        with m.Elif(remaining != 0):
+            m.d.sync += remaining.eq(remaining - 1)
+        m.d.sync += watchdog.eq((regs.watchdog.cycles != 0) & (remaining == 0) & ~activity)
 
         # --- DMA requests ----------------------------------------------------------------------------
         # The request is registered (``dma_go``, set by the state that issues it): the DMA's
