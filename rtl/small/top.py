@@ -231,6 +231,12 @@ class TesseraSmall(wiring.Component):
         move_stride = Mux(is_load, ld.dram_stride, st.dram_stride)
         move_sram = Mux(is_load, ld.sram_row, st.acc_row) + row
         requant = ~is_load & st.requant & ~cur_is_hook
+        # ``row`` is the instruction's last (of a LOAD, STORE or MATMUL), from a register: ``row``
+        # and ``cur`` hold for several cycles before MOVE_WAIT and ACT_WRITE use it (the compare
+        # ending in the FSM's next state was the iCE40 build's critical path).
+        last_row = Signal()
+        m.d.sync += last_row.eq(row + 1 == Mux(word.header.opcode == Opcode.MATMUL, mm.rows,
+                                               move_rows))
 
         # --- soft reset and watchdog ----------------------------------------------------------------
         soft_pending = Signal()
@@ -534,7 +540,7 @@ class TesseraSmall(wiring.Component):
                                 acc_w.en.eq(to_acc),
                             ]
                         m.d.sync += [row.eq(row + 1), addr.eq(addr + move_stride)]
-                        with m.If(row + 1 == move_rows):
+                        with m.If(last_row):
                             with m.If(cur_is_hook):
                                 m.d.sync += hook_done.eq(1)
                                 m.next = "IDLE"
@@ -582,7 +588,7 @@ class TesseraSmall(wiring.Component):
                 m.d.comb += [acc_w.addr.eq(mm.acc_row + row), acc_w.data.eq(Cat(*sums)),
                              acc_w.en.eq(1), mac_row.eq(1)]
                 m.d.sync += row.eq(row + 1)
-                with m.If(row + 1 == mm.rows):
+                with m.If(last_row):
                     m.next = "RETIRE"
                 with m.Else():
                     m.next = "ACT"
