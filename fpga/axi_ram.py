@@ -479,12 +479,16 @@ class AxiRam(wiring.Component):
         them at its handshake. The word is kept as an index into the memory plus ``beyond``: the
         word lies beyond the memory (its AxADDR above the memory, or the index wrapped while
         counting) — the same as the pipelined one's wide word compared with the size, without a
-        counter of the full address width."""
+        counter of the full address width. ``next`` is ``word + 1`` (its top bit: the index
+        wraps), kept in a register so that the next beat's address is a multiplexer away from
+        the handshake, not an adder (on the iCE40, RREADY -> adder -> SPRAM address was the
+        critical path)."""
         shift = exact_log2(self.word_bytes)
         top = shift + self.index_width
         layout = data.StructLayout({
             "id": self.id_width,
             "word": self.index_width,
+            "next": self.index_width + 1,
             "beyond": 1,
             "left": 8,                               # beats after the current one
             "supported": 1,
@@ -494,6 +498,7 @@ class AxiRam(wiring.Component):
         m.d.comb += [
             start.id.eq(axi_id),
             start.word.eq(axi_addr[shift:top]),
+            start.next.eq(axi_addr[shift:top] + 1),
             start.beyond.eq(axi_addr[top:].any() if top < len(axi_addr) else 0),
             start.left.eq(length),
             start.supported.eq((burst == Burst.INCR) & (size == shift)),
@@ -555,8 +560,6 @@ class AxiRam(wiring.Component):
                      axi.rresp.eq(r_beat.resp), axi.rlast.eq(r_beat.last)]
         commit = in_flight & (~r_valid | axi.rready)
         finishing = commit & (r.left == 0)
-        r_next = Signal(self.index_width + 1)      # the word to read next (carry: wrapped)
-        m.d.comb += r_next.eq(r.word + commit)
         with m.If(commit):
             okay = r.supported & ~r.beyond
             m.d.sync += [
@@ -566,8 +569,9 @@ class AxiRam(wiring.Component):
                 r_beat.last.eq(r.left == 0),
                 r_beat.resp.eq(Mux(~r.supported, Resp.SLVERR,
                                    Mux(r.beyond, Resp.DECERR, Resp.OKAY))),
-                r.word.eq(r_next),
-                r.beyond.eq(r.beyond | r_next[-1]),
+                r.word.eq(r.next[:-1]),
+                r.next.eq(r.next[:-1] + 1),
+                r.beyond.eq(r.beyond | r.next[-1]),
             ]
             with m.If(r.left == 0):
                 m.d.sync += r_active.eq(0)
@@ -600,12 +604,12 @@ class AxiRam(wiring.Component):
             m.d.comb += [addr.eq(w.word),
                          write_en.eq(Mux(w.supported & ~w.beyond, axi.wstrb, 0))]
         with m.Else():
-            m.d.comb += addr.eq(r_next[:self.index_width])
+            m.d.comb += addr.eq(Mux(commit, r.next[:-1], r.word))     # the word to read next
 
         # --- write beats and the B response -----------------------------------------------------
         with m.If(write_go):
-            w_next = w.word + 1
-            m.d.sync += [w.word.eq(w_next), w.beyond.eq(w.beyond | w_next[-1])]
+            m.d.sync += [w.word.eq(w.next[:-1]), w.next.eq(w.next[:-1] + 1),
+                         w.beyond.eq(w.beyond | w.next[-1])]
             with m.If(~w.supported):
                 m.d.sync += b_resp.eq(Resp.SLVERR)
             with m.Elif(w.beyond):

@@ -175,9 +175,10 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
     DSPs on the ULX3S); ``floorplan``: whether the board's DSP floorplan places the multipliers
     (``"on"``, ``"off"``, or ``"auto"``: when they take more than half of the device's DSPs,
     see :meth:`~tessera.fpga.boards.Board.floorplan`);
-    ``freq`` is the clock in MHz (None: the board's oscillator; other values need a PLL, ECP5
-    only); ``seed`` is nextpnr's placer seed (a non-negative integer: on a large array the
-    routed Fmax varies by several MHz from seed to seed). ``synth_only`` stops after Yosys (and,
+    ``freq`` is the clock in MHz (None: the board's oscillator; other values come from the
+    FPGA's PLL: ECP5 EHXPLLL, iCE40 SB_PLL40_PAD); ``seed`` is nextpnr's placer seed (a
+    non-negative integer: on a large array the routed Fmax varies by several MHz from seed to
+    seed). ``synth_only`` stops after Yosys (and,
     on ECP5, :mod:`~tessera.fpga.bram_outreg` and :mod:`~tessera.fpga.global_resets`) and
     returns ``{"board", "config", "multiplier", "floorplan", "netlist", "lut", "ff",
     "bram_output_registers", "global_resets", "dsp", "bram", "seconds"}``
@@ -328,7 +329,8 @@ def add_build_parser(subparsers):
                    help="place the multipliers by the board's DSP floorplan (default auto: when "
                         "they take more than half of the DSPs)")
     p.add_argument("--freq", type=float,
-                   help="clock in MHz (default: the board's oscillator; ECP5 uses a PLL)")
+                   help="clock in MHz (default: the board's oscillator; other values come "
+                        "from the FPGA's PLL)")
     p.add_argument("--allow-timing-failure", action="store_true",
                    help="keep going (exit 0) when Fmax is below the clock")
     p.add_argument("--out-dir", default="build/fpga", help="build directory (default build/fpga)")

@@ -247,9 +247,11 @@ class TesseraSmall(wiring.Component):
         # The watchdog counts down from WATCHDOG.cycles (reloaded by any activity) and fires,
         # from a register, after the count reached 0 in a cycle without activity: no 32-bit
         # comparator, and its decision is not on the path into the FSM (the iCE40 build's
-        # critical path when it was).
+        # critical path when it was). Activity is registered too (the bus handshakes come from
+        # the memory's logic), so the watchdog fires a cycle or two later than WATCHDOG says.
         dispatched = Signal()               # pulse: an instruction entered a queue or completed
-        activity = progress | dispatched | mac_row | ~running
+        activity = Signal(init=1)
+        m.d.sync += activity.eq(progress | dispatched | mac_row | ~running)
         remaining = Signal(32)
         watchdog = Signal()
         with m.If(activity):
