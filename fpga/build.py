@@ -3,9 +3,8 @@
 :func:`build` elaborates :class:`~tessera.fpga.boards.BoardTop` for the board's amaranth-boards
 platform, writes the platform's build files into ``out_dir/<board>/`` and runs its build script
 (Yosys, nextpnr, ecppack/icepack; the YoWASP builds from PyPI, found next to the Python
-interpreter) under ``nice -n 10``. nextpnr runs with ``--router router2`` (router1, the ECP5
-default, spent over an hour on a 10 x 10 build without finishing), ``--timing-allow-fail`` and
-``--report``; its JSON report and the Yosys statistics give the report :func:`build` returns and
+interpreter) under ``nice -n 10``. nextpnr runs with the router of :data:`ROUTERS`,
+``--timing-allow-fail`` and ``--report``; its JSON report and the Yosys statistics give the report :func:`build` returns and
 writes as ``tessera_<board>-report.json`` next to the bitstream::
 
     {"board", "device", "config" (AcceleratorConfig fields), "multiplier", "floorplan",
@@ -51,6 +50,12 @@ FLOORPLAN_CHOICES = ("auto", "on", "off")
 #: times its default (10) with criticality exponent 3 (default 2); measured on the 12 x 12 ULX3S
 #: build (docs/fpga.md, "Ninth round"): 69.0 -> 77.0 MHz routed, same netlist and seed.
 PLACER_OPTS = {"ecp5": "--placer-heap-timingweight 30 --placer-heap-critexp 3", "ice40": ""}
+
+#: nextpnr router per family. ECP5: router2 (router1 spent over an hour on a 10 x 10 build
+#: without finishing). iCE40: router1 (router2 left two wires overused for over 3,000
+#: iterations on the small core at 1 x 1 and 24 MHz, where router1 finished in a minute;
+#: docs/fpga.md, "iCEBreaker").
+ROUTERS = {"ecp5": "router2", "ice40": "router1"}
 
 
 class BuildError(RuntimeError):
@@ -206,8 +211,8 @@ def build(board, rows=None, cols=None, freq=None, allow_timing_failure=False,
         "script_after_read": AFTER_READ,
         "script_after_synth": "\n".join([f"tee -q -o {yosys_stats} stat -json",
                                          *yosys_commands(dsp_plan)]),
-        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail --router router2 "
-                        f"--seed {seed} {PLACER_OPTS[family]}".rstrip(),
+        "nextpnr_opts": f"--report {nextpnr_report} --timing-allow-fail "
+                        f"--router {ROUTERS[family]} --seed {seed} {PLACER_OPTS[family]}".rstrip(),
     }
     if family == "ice40":
         overrides["synth_opts"] = "-dsp"
