@@ -22,10 +22,12 @@ Boards:
     units time-shared over the 12 lanes (12), 64 KiB of block RAM as memory. The multipliers
     are placed by a DSP floorplan (:mod:`tessera.fpga.floorplan`).
 ``icebreaker``
-    1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator, 5280 logic cells,
-    30 EBR, 4 SPRAM, 8 DSP. Default 2 x 2 array (one requantizer unit), small buffers, memory
-    in SPRAM. No PLL support
-    here: ``freq_mhz`` must be 12 (docs/fpga.md says whether Tessera fits this device).
+    1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator (pin 35, the PLL's
+    input pad), 5280 logic cells, 30 EBR, 4 SPRAM, 8 DSP. The small core
+    (:class:`~tessera.rtl.small.top.TesseraSmall`; Tessera does not fit) at 2 x 2, the largest
+    array that fits (about 96 % of the logic cells; 3 x 3 and 4 x 4 do not), small buffers,
+    64 KiB of SPRAM as memory. Builds at 24 MHz with ``freq_mhz=24`` (docs/fpga.md,
+    "iCEBreaker").
 """
 
 import re
@@ -124,7 +126,7 @@ BOARDS = {
     "icebreaker": Board(
         name="icebreaker", platform="ICEBreakerPlatform", module="icebreaker", family="ice40",
         clock_mhz=12.0,
-        config=dict(rows=4, cols=4, scratchpad_depth=256, accumulator_depth=64, bus_width=32,
+        config=dict(rows=2, cols=2, scratchpad_depth=256, accumulator_depth=64, bus_width=32,
                     core="small"),
         mem_size=1 << 16, leds=2, dsp_blocks=8),
 }
