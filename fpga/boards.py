@@ -51,7 +51,7 @@ from .floorplan import dsp_floorplan
 from .link import DEFAULT_BAUD
 
 __all__ = ["Board", "BOARDS", "REQUANT_UNIT_DSPS", "board", "BoardTop", "ecp5_pll_parameters",
-           "PllError"]
+           "ice40_pll_parameters", "PllError"]
 
 
 @dataclass(frozen=True)
@@ -234,31 +234,37 @@ class BoardTop(Elaboratable):
         (and, through :class:`ResetSynchronizer`, for two cycles after configuration)."""
         clk_io = platform.request(platform.default_clk, dir="-")
         m.domains.sync = ClockDomain("sync")
-        if self.pll is not None and self.board.family == "ice40":
-            # SB_PLL40_PAD takes the oscillator's pin itself (on the iCEBreaker, pin 35 is the
-            # PLL's input pad), so no input buffer; its global output is the clock.
-            clk = Signal(name="pll_clk")
-            locked = Signal(name="pll_locked")
-            p = self.pll
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
-                p_FILTER_RANGE=p["FILTER_RANGE"],
-                io_PACKAGEPIN=clk_io.io, i_RESETB=1, i_BYPASS=0,
-                o_PLLOUTGLOBAL=clk, o_LOCK=locked)
-            m.d.comb += ClockSignal("sync").eq(clk)
-            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-            platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
-            return
-        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
         if self.pll is None:
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
             m.d.comb += ClockSignal("sync").eq(clk_buf.i)
             m.submodules.reset_sync = ResetSynchronizer(Const(0), domain="sync")
             return
         clk = Signal(name="pll_clk")
         locked = Signal(name="pll_locked")
+        if self.board.family == "ice40":
+            m.submodules.pll = self._ice40_pll(clk_io, clk, locked)
+        else:
+            m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_io)
+            m.submodules.pll = self._ecp5_pll(clk_buf.i, clk, locked)
+        m.d.comb += ClockSignal("sync").eq(clk)
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
+
+    def _ice40_pll(self, clk_io, clk, locked):
+        """SB_PLL40_PAD: it takes the oscillator's pin itself (on the iCEBreaker, pin 35 is the
+        PLL's input pad), so no input buffer; its global output is the clock."""
         p = self.pll
-        m.submodules.pll = Instance(
+        return Instance(
+            "SB_PLL40_PAD",
+            p_FEEDBACK_PATH="SIMPLE", p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
+            p_FILTER_RANGE=p["FILTER_RANGE"],
+            io_PACKAGEPIN=clk_io.io, i_RESETB=1, i_BYPASS=0,
+            o_PLLOUTGLOBAL=clk, o_LOCK=locked)
+
+    def _ecp5_pll(self, clk_in, clk, locked):
+        """EHXPLLL from the buffered oscillator, fed back from its output."""
+        p = self.pll
+        return Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{self.board.clock_mhz:g}",
             a_FREQUENCY_PIN_CLKOP=f"{self.freq_mhz:g}",
@@ -270,12 +276,9 @@ class BoardTop(Elaboratable):
             p_CLKI_DIV=p["CLKI_DIV"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
             p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=p["CLKOP_FPHASE"],
             p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=p["CLKFB_DIV"],
-            i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, i_CLKFB=clk,
+            i_RST=0, i_STDBY=0, i_CLKI=clk_in, o_CLKOP=clk, i_CLKFB=clk,
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
-        m.d.comb += ClockSignal("sync").eq(clk)
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
 
     def elaborate(self, platform):
         m = Module()

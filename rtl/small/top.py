@@ -281,6 +281,7 @@ class TesseraSmall(wiring.Component):
         at_end = Signal()                   # next_index was PROGRAM_LEN a cycle ago
         m.d.sync += at_end.eq(next_index == regs.program_len.length)
         hook_pending = Signal()             # DMA_START was written; the hook waits for IDLE
+        hook_desc = dma_descriptor(regs)    # the DMA hook's registers (HOOK, HOOK_CHECKED)
         with m.If(regs.dma_start.start & ~soft_pending):
             m.d.sync += hook_pending.eq(1)
 
@@ -341,41 +342,40 @@ class TesseraSmall(wiring.Component):
 
             # --- the DMA hook: a descriptor from the registers, checked like Tessera's DMA ---
             with m.State("HOOK"):
-                d = dma_descriptor(regs)
-                row_limit = Mux(d.buffer == Buffer.ACCUMULATOR, 4 * lanes, lanes)
-                depth = Mux(d.buffer == Buffer.ACCUMULATOR, self.accumulator_depth,
+                row_limit = Mux(hook_desc.buffer == Buffer.ACCUMULATOR, 4 * lanes, lanes)
+                depth = Mux(hook_desc.buffer == Buffer.ACCUMULATOR, self.accumulator_depth,
                             self.scratchpad_depth)
-                check = descriptor_error(zero_rows=d.rows == 0, zero_bytes=d.row_bytes == 0,
-                                         too_long=d.row_bytes > row_limit,
-                                         beyond=d.sram_row + d.rows > depth)
-                m.d.sync += [dma_error.eq(check), dma_error_addr.eq(d.dram_addr)]
+                check = descriptor_error(zero_rows=hook_desc.rows == 0,
+                                         zero_bytes=hook_desc.row_bytes == 0,
+                                         too_long=hook_desc.row_bytes > row_limit,
+                                         beyond=hook_desc.sram_row + hook_desc.rows > depth)
+                m.d.sync += [dma_error.eq(check), dma_error_addr.eq(hook_desc.dram_addr)]
                 m.next = "HOOK_CHECKED"
             with m.State("HOOK_CHECKED"):
                 # The check's result is registered (its adders and comparators were the iCE40
                 # build's critical path when they also chose the next state).
-                d = dma_descriptor(regs)
                 with m.If(dma_error != DmaError.NONE):
                     m.d.sync += [hook_done.eq(1), hook_error.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
                     # The descriptor as a LOAD or a raw STORE in ``cur`` (fields of equal
                     # meaning; ``to_acc`` says which buffer a STORE reads).
-                    as_load = d.direction == Direction.LOAD
+                    as_load = hook_desc.direction == Direction.LOAD
                     hook_word = Signal(Instruction())
                     m.d.comb += [
                         hook_word.header.opcode.eq(Mux(as_load, Opcode.LOAD, Opcode.STORE)),
-                        hook_word.load.buffer.eq(d.buffer),
-                        hook_word.load.row_bytes.eq(d.row_bytes),
-                        hook_word.load.sram_row.eq(d.sram_row),
-                        hook_word.load.rows.eq(d.rows),
-                        hook_word.load.dram_addr.eq(d.dram_addr),
-                        hook_word.load.dram_stride.eq(d.dram_stride),
+                        hook_word.load.buffer.eq(hook_desc.buffer),
+                        hook_word.load.row_bytes.eq(hook_desc.row_bytes),
+                        hook_word.load.sram_row.eq(hook_desc.sram_row),
+                        hook_word.load.rows.eq(hook_desc.rows),
+                        hook_word.load.dram_addr.eq(hook_desc.dram_addr),
+                        hook_word.load.dram_stride.eq(hook_desc.dram_stride),
                     ]
                     m.d.comb += [q_w.addr.eq(Cat(C(0, 4), C(HOOK, 2))),
                                  q_w.data.word.eq(hook_word), q_w.en.eq(1)]
                     m.d.sync += [cur_engine.eq(HOOK), cur_is_hook.eq(1), hook_error.eq(0),
-                                 to_acc.eq(d.buffer == Buffer.ACCUMULATOR),
-                                 row.eq(0), addr.eq(d.dram_addr)]
+                                 to_acc.eq(hook_desc.buffer == Buffer.ACCUMULATOR),
+                                 row.eq(0), addr.eq(hook_desc.dram_addr)]
                     m.next = "HOOK_READ"
             with m.State("HOOK_READ"):
                 m.next = "MOVE"                 # the read port is on the hook's slot
