@@ -25,7 +25,7 @@ Boards:
     1BitSquared iCEBreaker with an iCE40UP5K (SG48): 12 MHz oscillator (pin 35, the PLL's
     input pad), 5280 logic cells, 30 EBR, 4 SPRAM, 8 DSP. The small core
     (:class:`~tessera.rtl.small.top.TesseraSmall`; Tessera does not fit) at 2 x 2, the largest
-    array that fits (about 96 % of the logic cells; 3 x 3 and 4 x 4 do not), small buffers,
+    array that fits (96 % of the logic cells; 3 x 3 needs 101 %), small buffers,
     64 KiB of SPRAM as memory. Builds at 24 MHz with ``freq_mhz=24`` (docs/fpga.md,
     "iCEBreaker").
 """
