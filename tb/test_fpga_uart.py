@@ -3,7 +3,8 @@ RAM, UART bridge) driven only through its UART pins, with the host software
 (:class:`tessera.fpga.link.Link`) on a simulated serial line (tb/uart_board_tb.py).
 
 * a compiled GEMM is loaded, run and read back over the UART: bit-exact with the golden model,
-  and the whole image equals the instruction-level simulator's;
+  and the whole image equals the instruction-level simulator's; the same on the iCEBreaker's
+  design (its default configuration: the small core, with the RAM in SB_SPRAM256KA models);
 * corrupted frames (flipped bit, wrong CRC, bad stop bit) and invalid ones (command, length,
   address) get their error status and are never executed;
 * truncated frames get TIMEOUT after the bridge's timeout and are never executed.
@@ -71,11 +72,26 @@ def test_gemm_over_uart_with_spram(seed):
     _check_gemm(_build(simulators.selected()[0], params, [_spram_model()]), seed)
 
 
-def _check_gemm(design, seed):
+def test_icebreaker_design_over_uart(seed):
+    """The iCEBreaker's design in simulation: the board's default configuration (the small core,
+    rtl/small/, 2 x 2) with the RAM built from SB_SPRAM256KA primitives in the compact board RAM
+    and the UART bridge, a random GEMM written, run and read back through the UART pins:
+    bit-exact with golden.gemm and equal to the instruction-level simulator's image."""
+    from tessera.fpga.boards import BOARDS
+    config = BOARDS["icebreaker"].accelerator_config()
+    assert config.core == "small"
+    params = dict(config.as_dict(), mem_size=4096, divisor=DIVISOR, timeout=TIMEOUT,
+                  ram_storage="spram")
+    design = simulators.build(simulators.selected()[0], "fpga_sim_board_icebreaker", SimBoardTop,
+                              params, extra_sources=[_spram_model()], quiet=True)
+    _check_gemm(design, seed, config, params["mem_size"])
+
+
+def _check_gemm(design, seed, config=CONFIG, mem_size=PARAMS["mem_size"]):
     rng = np.random.default_rng(seed)
     m, k, n = (int(x) for x in rng.integers(2, 10, size=3))
-    program, a, b, image = gemm_image(CONFIG, rng, m, k, n)
-    assert len(image) <= PARAMS["mem_size"], "the test image must fit the board's RAM"
+    program, a, b, image = gemm_image(config, rng, m, k, n)
+    assert len(image) <= mem_size, "the test image must fit the board's RAM"
     with tempfile.TemporaryDirectory(prefix="tessera-uart-") as tmp:
         request, response = Path(tmp) / "request.npz", Path(tmp) / "response.npz"
         np.savez(request, image=np.frombuffer(bytes(image), np.uint8),
@@ -93,7 +109,7 @@ def _check_gemm(design, seed):
     c = program.read_output(final, "c")
     np.testing.assert_array_equal(c, golden.gemm(a, b),
                                   err_msg=f"GEMM {m}x{k}x{n} over the UART differs from golden")
-    machine = Machine(CONFIG, bytes(image))
+    machine = Machine(config, bytes(image))
     machine.run(program.program_addr, program.length)
     ref = np.frombuffer(bytes(machine.memory), np.uint8)
     bad = np.flatnonzero(got["image"] != ref)
