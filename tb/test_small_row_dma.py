@@ -393,6 +393,8 @@ def test_reset_mid_burst(seed, row_bytes):
             await ctx.tick()
             ctx.set(dma.start, 0)
             # reset after the first data beat (in the middle of the first burst) or at random
+            # (a random cycle may come after a short transfer without stalls has ended: the
+            # reset then finds the mover idle, which must be as good)
             wait_beat = i % 4 < 2
             reset_cycle = rng.randrange(1, 20)
             for cycle in range(200):
@@ -400,7 +402,9 @@ def test_reset_mid_burst(seed, row_bytes):
                     break
                 if not wait_beat and cycle == reset_cycle:
                     break
-                assert not ctx.get(dma.done)
+                if ctx.get(dma.done):
+                    assert not wait_beat, "done before the first data beat"
+                    break
                 await ctx.tick()
             mid = ctx.get(dma.busy)
             if mid and wait_beat:
