@@ -227,15 +227,22 @@ def _random_x(rng, mult, shift):
 
 
 def random_requests(rng, lanes, count):
-    """``count`` requests; the first loads both parameter rows, later ones each row with
-    probability 1/4, so that most rows reuse the parameters of rows before them."""
+    """``count`` requests; the first loads both parameter rows. Of the later ones, in a shuffled
+    order, half reuse the parameters of the rows before them, a sixth load a new multiplier row,
+    a sixth a new shift row and the rest both. The proportions are fixed, not drawn, so every
+    seed exercises reuse as much as the next one."""
+    kinds = ["reuse"] * ((count - 1) // 2) + ["mult"] * ((count - 1) // 6) \
+        + ["shift"] * ((count - 1) // 6)
+    kinds += ["both"] * (count - 1 - len(kinds))
+    rng.shuffle(kinds)
+    kinds.insert(0, "both")
     requests = []
     mult = shift = None
-    for index in range(count):
+    for kind in kinds:
         new_mult = [_random_multiplier(rng) for _ in range(lanes)] \
-            if index == 0 or rng.random() < 0.25 else None
+            if kind in ("mult", "both") else None
         new_shift = [_random_shift(rng) for _ in range(lanes)] \
-            if index == 0 or rng.random() < 0.25 else None
+            if kind in ("shift", "both") else None
         mult = new_mult or mult
         shift = clamp_shift(new_shift) if new_shift else shift
         x = [_random_x(rng, m, s) for m, s in zip(mult, shift)]
