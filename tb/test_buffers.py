@@ -84,6 +84,11 @@ def test_scratchpad_random(lanes, depth, seed):
     hot = rng.integers(0, depth, size=3)
     expected = []            # per cycle: the rows the two ports must show read_latency later
     checked = {"reads": 0, "collisions": 0}
+    # Writes in exactly 60% of the cycles, shuffled, not a coin per cycle: at depth 1 every
+    # write collides with both reads, so the checked reads are twice the cycles without a write
+    # (at least 1192 now); a coin put them within 5 standard deviations of the 1000 asserted
+    # below (1072 with seed 9).
+    writes = rng.permutation(1500) < 900
 
     def address():
         return int(rng.choice(hot)) if rng.random() < 0.5 else int(rng.integers(0, depth))
@@ -91,7 +96,7 @@ def test_scratchpad_random(lanes, depth, seed):
     async def bench(ctx):
         for cycle in range(1500):
             write = None
-            if rng.random() < 0.6:
+            if writes[cycle]:
                 write = (address(), rng.integers(-128, 128, size=lanes))
             read, read_b = address(), address()
             await scratchpad_cycle(ctx, dut, write, read, read_b)

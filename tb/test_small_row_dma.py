@@ -247,7 +247,12 @@ def test_random_transfers(seed, row_bytes, variant):
     async def testbench(ctx):
         ref = await preload(ctx, mem, rng)
         read_total = written_total = 0
-        for i in range(80):
+        # Fixed proportions in a shuffled order, not a coin per transfer, so that no seed falls
+        # short of the reads, writes and split rows counted at the end: 40 reads, 40 writes, and
+        # a quarter of each redrawn until the row crosses a 64-byte boundary (the rest as drawn).
+        plan = [(write, k % 4 == 0) for k in range(40) for write in (0, 1)]
+        rng.shuffle(plan)
+        for i, (write, must_split) in enumerate(plan):
             if i % 20 == 0:
                 threshold = rng.choice([0, 40, 120, 200])
                 ctx.set(mem.stall_threshold, threshold)
@@ -259,7 +264,8 @@ def test_random_transfers(seed, row_bytes, variant):
             for _ in range(rng.choice([0, 0, 1, 3])):
                 await ctx.tick()
             addr, nbytes = random_row(rng, row_bytes)
-            write = rng.randrange(2)
+            while must_split and len(ref_bursts(addr, nbytes)) == 1:
+                addr, nbytes = random_row(rng, row_bytes)
             monitor.clear_log()
             if write:
                 data = rng.randrange(1 << (8 * row_bytes))
@@ -310,18 +316,25 @@ def test_decerr(seed, row_bytes):
         ref = await preload(ctx, mem, rng)
         ctx.set(mem.stall_threshold, 100)
         read_total = written_total = 0
-        for i in range(60):
-            limit = rng.randrange(64, MEM_SIZE - 64)
+        # 15 good reads, 15 good writes, 15 failing reads and 15 failing writes in a shuffled
+        # order, not a coin per transfer (which left 5 or fewer of a kind for about one seed in
+        # 700): the limit and row are redrawn until the row is on the planned side of the limit.
+        plan = [(write, fails) for write in (0, 1) for fails in (False, True)] * 15
+        rng.shuffle(plan)
+        for write, fails in plan:
+            while True:
+                limit = rng.randrange(64, MEM_SIZE - 64)
+                nbytes = rng.randint(1, row_bytes)
+                addr = limit - rng.randint(-8, nbytes + 8)     # across, below or above the limit
+                bursts = ref_bursts(addr, nbytes)
+                # the first burst whose last beat is at or above the limit fails (reads: its
+                # beats from the limit on answer DECERR; writes: the burst answers DECERR)
+                failing = [k for k, (a, n) in enumerate(bursts) if a + 4 * n >= limit]
+                if bool(failing) == fails:
+                    break
+            bad = failing[0] if failing else None
             ctx.set(mem.limit, limit)
             await ctx.tick()
-            nbytes = rng.randint(1, row_bytes)
-            addr = limit - rng.randint(-8, nbytes + 8)     # across, below or above the limit
-            write = rng.randrange(2)
-            bursts = ref_bursts(addr, nbytes)
-            # the first burst whose last beat is at or above the limit fails (reads: its beats
-            # from the limit on answer DECERR; writes: the burst answers DECERR)
-            failing = [k for k, (a, n) in enumerate(bursts) if a + 4 * n >= limit]
-            bad = failing[0] if failing else None
             issued = bursts if bad is None else bursts[:bad + 1]
             monitor.clear_log()
             data = rng.randrange(1 << (8 * row_bytes))
