@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from .engine import INDEX, EngineControl
 from .isa import TOKEN_LIMIT, Engine, ProgramError
 from .registers import PERF_COUNTERS
-from .util import REPLICA, delay
+from .util import REPLICA, delay, one_hot_select
 
 __all__ = ["Controller"]
 
@@ -101,11 +101,12 @@ class Controller(wiring.Component):
         # ``begin`` is one register per group of loads (this controller and the engines, the
         # fetch unit, the dispatcher, the performance counters, the token counters), each loaded
         # alike: named as replicas so that synthesis keeps them apart.
-        begin_copies = [Signal(name=f"begin{REPLICA}{i}") for i in range(5)]
+        begin_copies = [Signal(name=f"begin{REPLICA}{i}") for i in range(6)]
         m.d.comb += [begin.eq(begin_copies[0]), self.begin_fetch.eq(begin_copies[1]),
                      self.begin_dispatch.eq(begin_copies[2])]
         count_begin = begin_copies[3]
         token_begin = begin_copies[4]
+        error_begin = begin_copies[5]
 
         # --- tokens -----------------------------------------------------------------------------
         # ``nonzero`` (avail) and ``full`` (count == TOKEN_LIMIT) are registers, so the engines'
@@ -292,12 +293,18 @@ class Controller(wiring.Component):
                 m.d.sync += index_q.eq(index)
             stage_a.append((name, en_q, code_q, index_q))
         stage_a.append(("deadlock", deadlock, ProgramError.DEADLOCK, deadlock_index))
+        # Stage B also registers the priority decision, one-hot (``pick_b``: the first source in
+        # the order above that reported), so the multiplexer below is an AND-OR of flip-flops.
         reported = []
-        for name, en_q, code_q, index_q in stage_a:
+        pick_b = Signal(len(stage_a))
+        earlier = 0
+        for i, (name, en_q, code_q, index_q) in enumerate(stage_a):
             en_b = Signal(name=f"{name}_error_en_b")
             code_b = Signal(4, name=f"{name}_error_b")
             index_b = Signal(INDEX, name=f"{name}_error_index_b")
-            m.d.sync += [en_b.eq(en_q), code_b.eq(code_q), index_b.eq(index_q)]
+            m.d.sync += [en_b.eq(en_q), code_b.eq(code_q), index_b.eq(index_q),
+                         pick_b[i].eq(en_q & ~earlier)]
+            earlier = earlier | en_q
             reported.append((en_b, code_b, index_b))
         watchdog_reported = reported[4][0]
         # Some error was reported: one register (the OR of the stage A flags), because ``stop``
@@ -308,11 +315,8 @@ class Controller(wiring.Component):
         m.d.sync += pending.eq(self.running & any_reported)
         error = Signal(4)
         error_index = Signal(INDEX)
-        with m.If(reported[0][0]):
-            m.d.comb += [error.eq(reported[0][1]), error_index.eq(reported[0][2])]
-        for en_b, code_b, index_b in reported[1:]:
-            with m.Elif(en_b):
-                m.d.comb += [error.eq(code_b), error_index.eq(index_b)]
+        m.d.comb += [error.eq(one_hot_select(pick_b, [code for _, code, _ in reported])),
+                     error_index.eq(one_hot_select(pick_b, [index for _, _, index in reported]))]
         # The multiplexer's choice, registered in every cycle (RECORD takes the one of the cycle
         # after ``pending`` rose), and whether the program is then reset (watchdog).
         first_error = Signal(4)
@@ -337,6 +341,31 @@ class Controller(wiring.Component):
         # registers and one gate, as it fans out to every engine, queue and the dispatcher.
         stopping = Signal()
         m.d.comb += self.stop.eq(pending | stopping)
+        # ERROR_CODE/ERROR_INFO are written under flags of their own, set by the transition
+        # before the write (not under a decode of the state register, which would fan out to all
+        # 36 bits): ``error_begin`` (the BEGIN state: clear), ``record_error`` (RECORD: the first
+        # error), ``abort_error`` (the first cycle of STOP after a soft abort, with the
+        # dispatcher's index of the cycle before) and ``watchdog_error`` (RESET after a watchdog
+        # in STOP, with the index of the cycle before). Each write lands no later than the edge
+        # that registers ``done`` for STATUS, so STATUS.error and ERROR_CODE never lag STATUS.done.
+        record_error = Signal()
+        abort_error = Signal()
+        watchdog_error = Signal()
+        abort_index = Signal(INDEX)
+        watchdog_error_index = Signal(INDEX)
+        m.d.sync += [record_error.eq(0), abort_error.eq(0), watchdog_error.eq(0),
+                     abort_index.eq(held["dispatch_index"]),
+                     watchdog_error_index.eq(reported[4][2])]
+        with m.If(error_begin):
+            m.d.sync += [self.error_code.eq(0), self.error_index.eq(0)]
+        with m.Elif(watchdog_error):
+            m.d.sync += [self.error_code.eq(ProgramError.WATCHDOG),
+                         self.error_index.eq(watchdog_error_index)]
+        with m.Elif(record_error):
+            m.d.sync += [self.error_code.eq(first_error), self.error_index.eq(first_index)]
+        with m.Elif(abort_error):
+            m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
+                         self.error_index.eq(abort_index)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & ~self.soft_abort & ~self.dma_busy):
@@ -349,7 +378,6 @@ class Controller(wiring.Component):
                 # not in the cycle of the start: the error registers' enable is then the state
                 # register, not the start condition.
                 m.d.sync += [copy.eq(0) for copy in begin_copies]
-                m.d.sync += [self.error_code.eq(0), self.error_index.eq(0)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [
@@ -357,11 +385,11 @@ class Controller(wiring.Component):
                     deadlock_now.eq(stuck & ~any_active & any_blocked),
                 ]
                 with m.If(pending):
-                    m.d.sync += [stopping.eq(1), to_reset.eq(watchdog_reported)]
+                    m.d.sync += [stopping.eq(1), to_reset.eq(watchdog_reported),
+                                 record_error.eq(1)]
                     m.next = "RECORD"
                 with m.Elif(self.soft_abort):
-                    m.d.sync += [self.error_code.eq(ProgramError.ABORTED),
-                                 self.error_index.eq(held["dispatch_index"]), stopping.eq(1)]
+                    m.d.sync += [abort_error.eq(1), stopping.eq(1)]
                     m.next = "STOP"
                 with m.Elif(finished & ~any_reported):
                     m.d.comb += self.done.eq(1)
@@ -371,7 +399,6 @@ class Controller(wiring.Component):
                 # ``pending``): ERROR_CODE/INFO are loaded from registers next to them. STOP and
                 # RESET come after, so ``done`` never comes before the error.
                 m.d.comb += self.running.eq(1)
-                m.d.sync += [self.error_code.eq(first_error), self.error_index.eq(first_index)]
                 with m.If(to_reset):
                     m.next = "RESET"
                 with m.Else():
@@ -379,8 +406,7 @@ class Controller(wiring.Component):
             with m.State("STOP"):
                 m.d.comb += self.running.eq(1)
                 with m.If(watchdog_reported):
-                    m.d.sync += [self.error_code.eq(ProgramError.WATCHDOG),
-                                 self.error_index.eq(reported[4][2])]
+                    m.d.sync += watchdog_error.eq(1)
                     m.next = "RESET"
                 with m.Elif(settled):
                     m.d.comb += self.done.eq(1)
