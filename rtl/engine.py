@@ -145,12 +145,28 @@ class InstructionQueue(wiring.Component):
         # keeps them): a pointer reaches the few distributed-RAM cells of its slice, not all of
         # them across the head's 160 flip-flops. (32 bits is two 16-bit-wide block RAMs on
         # devices without distributed RAM, so the split costs none there.)
+        # ``load_head`` (the storage holds an entry and ``head`` is empty) is the read enable of
+        # the head's 160 flip-flops. Each slice computes it from its own copies of two flags
+        # (``stored_any``: ``stored`` is not zero, and ``valid``), registers updated alike, so
+        # no one net reaches all of them.
         entry_bits = QueueEntry().size
         stored = Signal(range(depth + 1))
+        stored_any = Signal()
         load_head = Signal()
-        m.d.comb += load_head.eq((stored != 0) & ~self.valid)
+        m.d.comb += load_head.eq(stored_any & ~self.valid)
+        stored_any_next = Signal()
+        valid_next = Signal()
+        m.d.comb += [
+            stored_any_next.eq(in_valid | (stored > 1) | (stored_any & ~load_head)),
+            valid_next.eq(load_head | (self.valid & ~taken)),
+        ]
+        m.d.sync += stored_any.eq(stored_any_next)
         heads = []
         for i, lo in enumerate(range(0, entry_bits, SLICE_BITS)):
+            slice_stored_any = Signal(name=f"stored_any{REPLICA}{i}")
+            slice_valid = Signal(name=f"valid{REPLICA}{i}")
+            m.d.sync += [slice_stored_any.eq(stored_any_next), slice_valid.eq(valid_next)]
+            slice_load = slice_stored_any & ~slice_valid
             hi = min(lo + SLICE_BITS, entry_bits)
             storage = Memory(shape=hi - lo, depth=depth, init=[])
             m.submodules[f"storage_{i}"] = storage
@@ -160,11 +176,11 @@ class InstructionQueue(wiring.Component):
             r_ptr = Signal(range(depth), name=f"consume{REPLICA}{i}")
             m.d.comb += [
                 write.addr.eq(w_ptr), write.data.eq(in_data[lo:hi]), write.en.eq(in_valid),
-                read.addr.eq(r_ptr), read.en.eq(load_head),
+                read.addr.eq(r_ptr), read.en.eq(slice_load),
             ]
             with m.If(in_valid):
                 m.d.sync += w_ptr.eq(wrap_increment(w_ptr, depth))
-            with m.If(load_head):
+            with m.If(slice_load):
                 m.d.sync += r_ptr.eq(wrap_increment(r_ptr, depth))
             heads.append(read.data)
         m.d.comb += self.head.as_value().eq(Cat(*heads))
@@ -172,10 +188,7 @@ class InstructionQueue(wiring.Component):
             m.d.sync += stored.eq(stored + 1)
         with m.Elif(load_head & ~in_valid):
             m.d.sync += stored.eq(stored - 1)
-        with m.If(load_head):
-            m.d.sync += self.valid.eq(1)
-        with m.Elif(taken):
-            m.d.sync += self.valid.eq(0)
+        m.d.sync += self.valid.eq(valid_next)
         return ResetInserter(self.flush)(m)
 
 
