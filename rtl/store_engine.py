@@ -86,16 +86,25 @@ class StoreEngine(wiring.Component):
         # registers (a row and more) load from flip-flops with an enable that is a flip-flop,
         # not through this state machine and the clamp's comparators. The parameters are used a
         # STORE later, many cycles after the CONFIG's tokens are pushed.
+        # The shifts' clamp compares ``row`` (a register), not the accumulator's output, and
+        # loads a cycle after the multipliers' row (``load_shifts`` two cycles after the latch).
         latch_multipliers = Signal()
         latch_shifts = Signal()
+        compare_shifts = Signal()
         load_shifts = Signal()
         row = Signal.like(self.acc_data, reset_less=True)
+        shift_row = Signal(data.ArrayLayout(SHIFT, self.lanes), reset_less=True)
         below = Signal(self.lanes, reset_less=True)       # lane < -31
         above = Signal(self.lanes, reset_less=True)       # lane > 30
-        m.d.sync += [load_shifts.eq(latch_shifts), row.eq(self.acc_data)]
+        # (``insn`` holds the CONFIG until the cycle after its last state, so its fields are
+        # registered in that cycle for the load a cycle later.)
+        config_q = Signal.like(cf, reset_less=True)
+        m.d.sync += [compare_shifts.eq(latch_shifts), load_shifts.eq(compare_shifts),
+                     row.eq(self.acc_data), config_q.eq(cf)]
         for lane in range(self.lanes):
-            value = self.acc_data[lane]
-            m.d.sync += [below[lane].eq(value < -31), above[lane].eq(value > 30)]
+            value = row[lane]
+            m.d.sync += [below[lane].eq(value < -31), above[lane].eq(value > 30),
+                         shift_row[lane].eq(value[:6])]
         # The multipliers' enable, one copy per lane (each loads that lane's 32 bits: the lanes
         # go to requantizer units far apart; one enable register for all was 187 routed
         # endpoints of up to 11.4 ns in a 12 x 12).
@@ -106,9 +115,9 @@ class StoreEngine(wiring.Component):
         with m.If(load_shifts):
             for lane in range(self.lanes):
                 m.d.sync += self.shift[lane].eq(
-                    Mux(below[lane], -31, Mux(above[lane], 30, row[lane][:6])))
-            m.d.sync += [self.zero_point.eq(cf.zero_point),
-                         self.act_min.eq(cf.act_min), self.act_max.eq(cf.act_max)]
+                    Mux(below[lane], -31, Mux(above[lane], 30, shift_row[lane])))
+            m.d.sync += [self.zero_point.eq(config_q.zero_point),
+                         self.act_min.eq(config_q.act_min), self.act_max.eq(config_q.act_max)]
 
         with m.FSM():
             with m.State("IDLE"):
