@@ -176,8 +176,8 @@ def test_requantizer_parameters():
     but never used" warnings silenced.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        for lanes, units, beats, latency in [(8, None, 1, 13), (8, 8, 1, 13), (8, 3, 3, 16),
-                                             (12, 1, 12, 25), (12, 6, 2, 15), (1, 1, 1, 13)]:
+        for lanes, units, beats, latency in [(8, None, 1, 14), (8, 8, 1, 14), (8, 3, 3, 17),
+                                             (12, 1, 12, 26), (12, 6, 2, 16), (1, 1, 1, 14)]:
             dut = Requantizer(lanes=lanes, units=units)
             assert (dut.units, dut.beats, dut.latency) == (units or lanes, beats, latency)
             del dut
