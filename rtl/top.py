@@ -74,7 +74,7 @@ __all__ = ["Tessera", "accelerator_ports"]
 #: accumulator's and the requantizer's latency, so stores stream at full rate (a row per cycle;
 #: requantized rows one per ``beats`` cycles with a time-shared requantizer). Checked in
 #: ``Tessera.elaborate``.
-READ_SLOTS = 22
+READ_SLOTS = 23
 
 #: Read bursts the DMA keeps in flight. Six, not the DMA's default four: a burst counts as in
 #: flight until its last beat has left the DMA's R register slice, and with four the short bursts
@@ -209,7 +209,9 @@ class Tessera(wiring.Component):
         # is the DMA_START hook, which a program's fetch waits for as for any DMA work (see the
         # arbiter). The engine reset and the decisions that start it count as busy.
         dma_busy_q = Signal(init=1)
-        m.d.sync += dma_busy_q.eq(dma_busy | engine_reset | soft_reset | ctrl.force_reset)
+        # (``dma_busy | soft_reset`` is ``dma_busy | soft_reset_pending``: written so, the
+        # register does not wait for the soft reset's decision.)
+        m.d.sync += dma_busy_q.eq(dma_busy | engine_reset | soft_reset_pending | ctrl.force_reset)
         m.d.sync += fetch_abort.eq(~ctrl.running | ctrl.stop)
         m.d.comb += [
             ctrl.start.eq(regs.ctrl.start),
@@ -493,7 +495,7 @@ class Tessera(wiring.Component):
         # per 32-bit lane, each slice with its own write enable and pointer registers (the
         # row's storage spans the die: one write enable and one pointer pair for all of it were
         # 160 routed groups of up to 10.1 ns in a routed 12 x 12).
-        fifo = SlicedFIFO(slice_width=32, slices=lanes, depth=READ_SLOTS)
+        fifo = SlicedFIFO(slice_width=32, slices=lanes, depth=READ_SLOTS, split_read=True)
         m.submodules.read_fifo = engines(fifo)
         in_use = Signal(range(READ_SLOTS + 1))
         in_use_next = Signal.like(in_use)
@@ -566,17 +568,25 @@ class Tessera(wiring.Component):
         # which only moves the read pointers (a register slice there loaded its 384 flip-flops
         # under an enable from the packer's logic: 150 routed endpoints of up to 10.8 ns in a
         # routed 12 x 12; a half-rate slice cost 1.3 % of the digits demo's cycles).
-        row_slice = RegisterSlice(dma.row_read_data.payload.shape())
+        # The register slice is one per 32-bit lane (``read_slice_{i}``), each with its own
+        # flags, between the FIFOs' per-slice copies of their read and write enables and flags:
+        # all lanes move alike (equal inputs), and no net from one flag reaches the whole row
+        # (one 384-bit slice: its ``spare_valid`` and the read FIFO's pointers were routed
+        # 12 x 12 endpoints of up to 10 ns).
         near_dma = SlicedFIFO(slice_width=32, slices=lanes, depth=2)
-        m.submodules.read_slice = engines(row_slice)
         m.submodules.read_near_dma = engines(near_dma)
+        for i in range(lanes):
+            lane_slice = RegisterSlice(32)
+            m.submodules[f"read_slice_{i}"] = engines(lane_slice)
+            m.d.comb += [
+                lane_slice.i.valid.eq(fifo.r_rdy_copies[i]),
+                lane_slice.i.payload.eq(fifo.r_data[32 * i:32 * i + 32]),
+                fifo.r_en[i].eq(lane_slice.i.ready),
+                near_dma.w_en[i].eq(lane_slice.o.valid),
+                near_dma.w_data[32 * i:32 * i + 32].eq(lane_slice.o.payload),
+                lane_slice.o.ready.eq(near_dma.w_rdy_copies[i]),
+            ]
         m.d.comb += [
-            row_slice.i.valid.eq(fifo.r_rdy),
-            row_slice.i.payload.as_value().eq(fifo.r_data),
-            fifo.r_en.eq(row_slice.i.ready),
-            near_dma.w_en.eq(row_slice.o.valid.replicate(lanes)),
-            near_dma.w_data.eq(row_slice.o.payload.as_value()),
-            row_slice.o.ready.eq(near_dma.w_rdy),
             dma.row_read_data.valid.eq(near_dma.r_rdy),
             dma.row_read_data.payload.as_value().eq(near_dma.r_data),
             near_dma.r_en.eq(dma.row_read_data.ready),

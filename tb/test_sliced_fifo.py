@@ -15,12 +15,17 @@ from amaranth.sim import Simulator
 from tessera.rtl.sliced_fifo import SlicedFIFO
 
 
+@pytest.mark.parametrize("split_read", [False, True], ids=["shared_read", "split_read"])
 @pytest.mark.parametrize("slices, slice_width, depth", [(1, 8, 1), (3, 5, 22), (4, 8, 16),
                                                         (2, 3, 7)])
-def test_matches_syncfifo(seed, slices, slice_width, depth):
+def test_matches_syncfifo(seed, slices, slice_width, depth, split_read):
+    """Also: the per-slice copies of ``w_rdy``/``r_rdy`` equal them in every cycle, and with
+    ``split_read`` every slice's read enable moves that slice's pointer."""
     rng = random.Random(seed)
     m = Module()
-    m.submodules.dut = dut = SlicedFIFO(slice_width=slice_width, slices=slices, depth=depth)
+    m.submodules.dut = dut = SlicedFIFO(slice_width=slice_width, slices=slices, depth=depth,
+                                        split_read=split_read)
+    all_slices = (1 << slices) - 1
     m.submodules.ref = ref = SyncFIFO(width=slices * slice_width, depth=depth)
     seen = {"full": 0, "empty_pop": 0, "popped": 0}
 
@@ -33,13 +38,17 @@ def test_matches_syncfifo(seed, slices, slice_width, depth):
             data = rng.randrange(1 << (slices * slice_width))
             ctx.set(dut.w_en, (1 << slices) - 1 if write else 0)
             ctx.set(dut.w_data, data)
-            ctx.set(dut.r_en, read)
+            ctx.set(dut.r_en, (all_slices if split_read else 1) if read else 0)
             ctx.set(ref.w_en, write)
             ctx.set(ref.w_data, data)
             ctx.set(ref.r_en, read)
             for name in ("w_rdy", "r_rdy", "level"):
                 got, want = ctx.get(getattr(dut, name)), ctx.get(getattr(ref, name))
                 assert got == want, f"cycle {cycle}: {name} {got}, SyncFIFO {want}"
+            for name in ("w_rdy", "r_rdy"):
+                copies = ctx.get(getattr(dut, f"{name}_copies"))
+                assert copies == (all_slices if ctx.get(getattr(ref, name)) else 0), \
+                    f"cycle {cycle}: {name}_copies {copies:#b}"
             if ctx.get(ref.r_rdy):
                 got, want = ctx.get(dut.r_data), ctx.get(ref.r_data)
                 assert got == want, f"cycle {cycle}: r_data {got:#x}, SyncFIFO {want:#x}"
