@@ -150,17 +150,21 @@ class FetchUnit(wiring.Component):
         m.d.sync += [row_valid.eq(self.row_valid), row_data.eq(self.row_data[:8 * self.word_bytes]),
                      dma_done.eq(self.dma_done), dma_error.eq(self.dma_error)]
 
-        def set_remaining(value):
-            return [remaining.eq(value), chunk.eq(Mux(value < self.chunk, value, self.chunk))]
+        # ``chunk`` follows ``remaining`` a cycle later (a comparison of a register, not behind
+        # the subtraction that updates ``remaining``): after an issue nothing issues until the
+        # descriptor is done (``waiting``), and a start clears it, so a stale ``chunk`` is never
+        # used. (The first descriptor of a program issues a cycle later for it.)
+        m.d.sync += chunk.eq(Mux(remaining < self.chunk, remaining, self.chunk))
 
         with m.If(self.start):
-            m.d.sync += [dram_addr.eq(self.program_addr), *set_remaining(self.program_len),
+            m.d.sync += [dram_addr.eq(self.program_addr), remaining.eq(self.program_len),
+                         chunk.eq(0),
                          push_index.eq(0), credits.eq(FIFO_DEPTH), popped.eq(0), taken.eq(0), part.eq(0),
                          self.fault.eq(0), running.eq(1), waiting.eq(0)]
         with m.Else():
             with m.If(issued):
                 m.d.sync += [dram_addr.eq(dram_addr + chunk * INSTRUCTION_BYTES),
-                             *set_remaining(remaining - chunk), waiting.eq(1)]
+                             remaining.eq(remaining - chunk), waiting.eq(1)]
             # A FIFO entry that left (into the output slice) is a credit again one cycle later.
             # The credits of an issued descriptor are taken a cycle later too: no descriptor can
             # issue in that cycle (``waiting`` is set).
