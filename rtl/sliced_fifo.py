@@ -115,9 +115,10 @@ class SlicedFIFO(wiring.Component):
         return m
 
 
-def sliced_fifo_for(width, depth, *, max_slice_width=32):
+def sliced_fifo_for(width, depth, *, max_slice_width=32, split_read=False):
     """A SlicedFIFO of ``depth`` entries holding ``width`` bits in as few slices of at most
     ``max_slice_width`` bits as possible, of equal width (its ``width`` may exceed ``width`` by
     less than a bit per slice; the writer leaves the extra bits unused)."""
     slices = -(-width // max_slice_width)
-    return SlicedFIFO(slice_width=-(-width // slices), slices=slices, depth=depth)
+    return SlicedFIFO(slice_width=-(-width // slices), slices=slices, depth=depth,
+                      split_read=split_read)
