@@ -28,8 +28,10 @@ and ``REGMODE_B`` = ``OUTREG``, ``OCEA`` and ``OCEB`` = 1), as Lattice's own PDP
 does; that also requires port A's clock to be the same net and its reset constant 0. (Until the
 sixteenth session the pass treated DOA and DOB as two ports: it moved the DOB half alone into
 ``REGMODE_B`` and left the DOA half's registers in the fabric behind an unregistered output --
-routed 12 x 12, 8.9 ns of routing to them.) The result keeps the cycle behaviour of the netlist: the output register loads
-the read data in every cycle, like the flip-flop it replaces.
+routed 12 x 12, 8.9 ns of routing to them.)
+
+The result keeps the cycle behaviour of the netlist: the output register loads the read data in
+every cycle, like the flip-flop it replaces.
 
 Used by ``tessera build`` on ECP5 (``python -m tessera.fpga.bram_outreg NETLIST.json`` in the
 build script, after Yosys), and from Python as :func:`absorb_output_registers` (a loaded

@@ -525,8 +525,8 @@ class ReadRealigner(wiring.Component):
         rotated_q = Signal(width, reset_less=True)
         # Which bytes of the assembly the beat in ROTATE writes (``mask_q``, one bit per byte of
         # the assembly), decided as the beat is accepted: the assembly and the row register then
-        # load through one LUT per bit (routed 12 x 12: the mask from the slot register in front of them
-        # was 9.9 ns to the row register, 40 endpoints).
+        # load through one LUT per bit (routed 12 x 12: the mask from the slot register in front
+        # of them was 9.9 ns to the row register, 40 endpoints).
         mask_q = Signal(slots * beat_bytes, reset_less=True)
         last_q = Signal(reset_less=True)
         row_q = Signal(16, reset_less=True)

@@ -96,11 +96,14 @@ class StoreEngine(wiring.Component):
         shift_row = Signal(data.ArrayLayout(SHIFT, self.lanes), reset_less=True)
         below = Signal(self.lanes, reset_less=True)       # lane < -31
         above = Signal(self.lanes, reset_less=True)       # lane > 30
-        # (``insn`` holds the CONFIG until the cycle after its last state, so its fields are
-        # registered in that cycle for the load a cycle later.)
-        config_q = Signal.like(cf, reset_less=True)
+        # (``insn`` holds the CONFIG until the cycle after its last state, so its output fields
+        # are registered in that cycle for the load a cycle later.)
+        zero_point_q = Signal.like(self.zero_point, reset_less=True)
+        act_min_q = Signal.like(self.act_min, reset_less=True)
+        act_max_q = Signal.like(self.act_max, reset_less=True)
         m.d.sync += [compare_shifts.eq(latch_shifts), load_shifts.eq(compare_shifts),
-                     row.eq(self.acc_data), config_q.eq(cf)]
+                     row.eq(self.acc_data), zero_point_q.eq(cf.zero_point),
+                     act_min_q.eq(cf.act_min), act_max_q.eq(cf.act_max)]
         for lane in range(self.lanes):
             value = row[lane]
             m.d.sync += [below[lane].eq(value < -31), above[lane].eq(value > 30),
@@ -116,8 +119,8 @@ class StoreEngine(wiring.Component):
             for lane in range(self.lanes):
                 m.d.sync += self.shift[lane].eq(
                     Mux(below[lane], -31, Mux(above[lane], 30, shift_row[lane])))
-            m.d.sync += [self.zero_point.eq(config_q.zero_point),
-                         self.act_min.eq(config_q.act_min), self.act_max.eq(config_q.act_max)]
+            m.d.sync += [self.zero_point.eq(zero_point_q),
+                         self.act_min.eq(act_min_q), self.act_max.eq(act_max_q)]
 
         with m.FSM():
             with m.State("IDLE"):
