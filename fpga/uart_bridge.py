@@ -236,7 +236,7 @@ class UartBridge(wiring.Component):
         # The buffer is read at ``count`` in every cycle; its byte comes through the read port's
         # register and ``buf_data`` (block RAM output register), so it is byte ``count`` from the
         # third cycle with ``count`` unchanged: ``buf_ready`` (then ``at_last`` is valid too).
-        m.d.comb += [buf_read.addr.eq(count), buf_write.addr.eq(count)]
+        m.d.comb += buf_read.addr.eq(count)
         buf_data = Signal(8, reset_less=True)
         m.d.sync += buf_data.eq(buf_read_data)
         moved = Signal(2)
@@ -261,9 +261,20 @@ class UartBridge(wiring.Component):
         shift_word = Signal()
         load_word = Signal()
         # The buffer is written with a payload byte (write commands), a register byte or a memory
-        # byte: chosen by the command alone (short paths into the block RAM).
-        m.d.comb += buf_write.data.eq(Mux(write_command, rx_data,
-                                          Mux(register_command, word[:8], mem_byte)))
+        # byte: chosen by the command alone. The write (byte ``count``, its data, ``buf_write_en``)
+        # is registered and reaches the block RAM a cycle later, so its inputs start at
+        # flip-flops (routed 12 x 12: ``pointer`` through the memory byte's multiplexer into the
+        # block RAM's data input was 11.3 ns). No byte is read back within two cycles of its
+        # write (a response's payload follows its header bytes).
+        buf_write_en = Signal()
+        write_en = Signal()
+        write_addr = Signal.like(buf_write.addr, reset_less=True)
+        write_data = Signal(8, reset_less=True)
+        m.d.sync += [write_en.eq(buf_write_en), write_addr.eq(count),
+                     write_data.eq(Mux(write_command, rx_data,
+                                       Mux(register_command, word[:8], mem_byte)))]
+        m.d.comb += [buf_write.en.eq(write_en), buf_write.addr.eq(write_addr),
+                     buf_write.data.eq(write_data)]
         with m.If(shift_word | load_word):
             m.d.sync += word.eq(Mux(load_word, csr.rdata, Cat(word[8:], buf_data)))
 
@@ -340,7 +351,7 @@ class UartBridge(wiring.Component):
 
             with m.State("PAYLOAD"):
                 # (Beyond MAX_BLOCK bytes the buffer address wraps: the request is rejected.)
-                m.d.comb += buf_write.en.eq(rx_valid)
+                m.d.comb += buf_write_en.eq(rx_valid)
                 receive(at_last, "CRC")
 
             with m.State("CRC"):
@@ -420,7 +431,7 @@ class UartBridge(wiring.Component):
                 m.next = "MEM_READ_WAIT"
             with m.State("MEM_READ_WAIT"):         # until rdata holds the word (rvalid)
                 with m.If(self.mem.rvalid):
-                    m.d.comb += buf_write.en.eq(1)
+                    m.d.comb += buf_write_en.eq(1)
                     with m.If(at_last):
                         m.d.sync += respond_data.eq(1)
                         m.next = "RESPOND"
@@ -467,7 +478,7 @@ class UartBridge(wiring.Component):
                         m.d.sync += bus_error.eq(1)
                     m.next = "REG_READ_STORE"
             with m.State("REG_READ_STORE"):         # four bytes into the buffer
-                m.d.comb += [buf_write.en.eq(1), shift_word.eq(1)]
+                m.d.comb += [buf_write_en.eq(1), shift_word.eq(1)]
                 with m.If(count[:2] == 3):          # (a word's last byte stays counted)
                     m.next = "REG_READ_NEXT"
                 with m.Else():

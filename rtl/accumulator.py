@@ -19,41 +19,45 @@ Everything else is a short pipeline whose size does not depend on ``depth``::
                         │                                                      │
     S0 (t+2)            ├──── RAM read port 0                  RAM read port 1 ◄┘
                         ▼          │                                 │
-    S1 (t+3)        [request]   [RAM data] (block RAM's register) [RAM data]
+    S1 (t+3)        [request]   [RAM data] (block RAM's read register) [RAM data]
+                        ▼          ▼                                 ▼
+    S2 (t+4)        [request]   [RAM data] (block RAM's output register) [RAM data]
                         │          │                                 │
                         ├─► pdata = data (+ the pdata of the write ahead on CHAIN: the same
-                        │   row, one cycle apart), pre = the newest of S3 .. H5 with the same
-                        │   row (these are H4 .. H6 a cycle later), the one-hot choice of S2
+                        │   row, one cycle apart), pre = the newest of S4 .. H7 with the same
+                        │   row (these are H5 .. H8 a cycle later), the one-hot choice of S3
                         ▼          ▼                                 ▼
-    S2 (t+4)        [pdata, pre] [rdata]                          [rdata_ext]
+    S3 (t+5)        [pdata, pre] [rdata] (fabric)                 [rdata_ext] (fabric)
                         │          │                                 │
-                        ├─► old = S3's old row (CHAIN), pre (H4 .. H6), rdata (ACCUMULATE) or 0
-                        ├─► sum = old + pdata                          forward from S3 .. H6
+                        ├─► old = S4's old row (CHAIN), pre (H5 .. H8), rdata (ACCUMULATE) or 0
+                        ├─► sum = old + pdata                          forward from S4 .. H8
                         ▼                                            ▼
-    S3 (t+5)        [sum, old]                                    [read.data] (t+5)
-    H4              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
+    S4 (t+6)        [sum, old]                                    [read.data] (t+6)
+    H5              [sum] one cycle later, in two copies: one for forwarding, one ──► RAM write port
                           (with per-lane copies of the address and enable)
-    H5, H6          [sum] one and two more cycles later (for forwarding only)
+    H6 .. H8        [sum] one to three more cycles later (for forwarding only)
 
 The PORT registers take both ports' requests as they come, the IN registers (with the per-lane
 address copies) take them from PORT, so the block RAMs' address inputs and the forwarding
 comparators start at flip-flops loaded from flip-flops, not at the writer's or reader's logic;
-from S0 on, times are counted from S0. Consistency: a write in S0 in cycle t is committed to the
-RAM at the end of cycle t+4, but every access behaves as if writes took effect in issue order,
-one per cycle. A RAM read in S0 in cycle t sees the writes committed up to the end of cycle t-1
-(those that were in S0 up to cycle t-5); a read of a row written at the same clock edge may
-return either row (ECP5 block RAM leaves it undefined, and the memories are marked
-``no_rw_check`` so that Yosys adds no bypass logic; simulation returns the old row). The writes
-of cycles t-4 .. t-1 are in H6, H5, H4 and S3 when the request reaches S2 and are forwarded from
-there, newest first, whatever the RAM returned. So back-to-back ACCUMULATEs to the same row are
-exact, at any distance, and the read port returns a row including every write issued in an
-*earlier* cycle. An OVERWRITE takes no forwarded row: its old row is zero (not the RAM's) and its
-data is added to that. The read-modify-write has no adder that feeds itself through the
-forwarding: a write that accumulates onto the write just ahead (CHAIN) takes that write's old row
-(kept in S3 beside its sum) and the two writes' data summed in S1 (``pdata``), since
-``(old + a) + b == old + (a + b)`` in wrapping int32. The RAM data registers (S1's in the block
-RAM, S2's ``rdata``) are plain registers, so that the FPGA build moves S2's into the block RAM as
-its output register (``tessera.fpga.bram_outreg``).
+from S0 on, times are counted from S0. The RAM data is registered twice inside the block RAM
+(read and output registers) and once more in the fabric (S3), so that the route from a block
+RAM to its lane's adder, across the die on a wide row, has a cycle of its own. Consistency: a
+write in S0 in cycle t is committed to the RAM at the end of cycle t+5, but every access behaves
+as if writes took effect in issue order, one per cycle. A RAM read in S0 in cycle t sees the
+writes committed up to the end of cycle t-1 (those that were in S0 up to cycle t-6); a read of a
+row written at the same clock edge may return either row (ECP5 block RAM leaves it undefined,
+and the memories are marked ``no_rw_check`` so that Yosys adds no bypass logic; simulation
+returns the old row). The writes of cycles t-5 .. t-1 are in H8, H7, H6, H5 and S4 when the
+request reaches S3 and are forwarded from there, newest first, whatever the RAM returned. So
+back-to-back ACCUMULATEs to the same row are exact, at any distance, and the read port returns a
+row including every write issued in an *earlier* cycle. An OVERWRITE takes no forwarded row: its
+old row is zero (not the RAM's) and its data is added to that. The read-modify-write has no
+adder that feeds itself through the forwarding: a write that accumulates onto the write just
+ahead (CHAIN) takes that write's old row (kept in S4 beside its sum) and the two writes' data
+summed in S2 (``pdata``), since ``(old + a) + b == old + (a + b)`` in wrapping int32. The RAM
+data registers (S1's in the block RAM, S2's) are plain registers, so that the FPGA build moves
+S2's into the block RAM as its output register (``tessera.fpga.bram_outreg``).
 
 Rules of the ports (both accept at most one request per cycle):
 
@@ -61,8 +65,8 @@ Rules of the ports (both accept at most one request per cycle):
 * ``read`` has its own RAM read port and never stalls: ``read.ready`` is always high (kept so that
   readers are written for a port that may stall). A read and a write of the same row in the same
   cycle return the row *before* that write; a read sees every write issued in an earlier cycle
-  (forwarded from S3 .. H6 like the read-modify-write).
-* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (5) cycles after the
+  (forwarded from S4 .. H8 like the read-modify-write).
+* ``read.data`` is valid, with ``read.valid`` high, exactly ``read_latency`` (6) cycles after the
   cycle that took the request, for one cycle.
 * Addresses at or above ``depth`` are not allowed (the DMA checks them, ``DmaError.SRAM_RANGE``).
 * Reset (``rst``) drops requests in flight; the RAM contents are kept.
@@ -144,14 +148,14 @@ class Accumulator(wiring.Component):
     Attributes
     ----------
     read_latency : int
-        Cycles from a taken read request to ``read.valid`` (5).
+        Cycles from a taken read request to ``read.valid`` (6).
     write_latency : int
-        Cycles from a write request to the RAM write (6); invisible to users, see the module doc.
+        Cycles from a write request to the RAM write (7); invisible to users, see the module doc.
     row_bytes : int
         Bytes per row (``4 * lanes``), as the DMA sees it.
     """
-    read_latency = 5
-    write_latency = 6
+    read_latency = 6
+    write_latency = 7
 
     def __init__(self, *, lanes=8, depth=256):
         self.lanes = check_dimension("lanes", lanes)
@@ -173,7 +177,7 @@ class Accumulator(wiring.Component):
         # Each memory has a write port and two read ports: one for the read-modify-write of
         # ACCUMULATE, one for the ``read`` port, so the store path never waits for the tensor
         # core (Yosys duplicates the block RAM for the second one). Neither is transparent: a
-        # same-row read/write collision is left undefined and covered by forwarding from H6
+        # same-row read/write collision is left undefined and covered by forwarding from H8
         # (until the twelfth session they were, and the bypass Yosys built for that sat between
         # every block RAM and S2: up to 10.9 ns in a routed 12 x 12). The RAM read ports read in
         # every cycle (the stages' flags say which data is used): with an enable, the block RAMs'
@@ -224,8 +228,8 @@ class Accumulator(wiring.Component):
         # The read ports are asynchronous, their address from the per-lane copies; synthesis
         # takes the register after the read data (``s1_ram``) into the block RAM. ``no_rw_check``:
         # a read and a write of the same row at the same clock edge may return either row (ECP5
-        # leaves it undefined), so Yosys adds no bypass logic between the block RAM and S2; the
-        # forwarding from H6 covers that case (see the module doc).
+        # leaves it undefined), so Yosys adds no bypass logic between the block RAM and S3; the
+        # forwarding from H8 covers that case (see the module doc).
         memories = []
         for i in range(lanes):
             memory = Memory(shape=LANE, depth=self.depth, init=[], attrs={"no_rw_check": 1})
@@ -252,130 +256,137 @@ class Accumulator(wiring.Component):
                 m.d.sync += regs[field].eq(value)
             return regs
 
-        s0 = {"wen": w_en, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
+        s0 = {"wen": w_en, "acc": accumulate, "waddr": w_addr, "ren": r_en, "raddr": r_addr,
               **{f"wdata{i}": w_data[i] for i in range(lanes)}}
         s1 = stage("s1", s0)
-        # (S2's data is ``pdata`` below.)
-        s2 = stage("s2", {field: value for field, value in s1.items()
-                          if not field.startswith("wdata")})
+        s2 = stage("s2", s1)
+        # (S3's data is ``pdata`` below.)
+        s3_req = stage("s3", {field: value for field, value in s2.items()
+                              if not field.startswith("wdata")})
 
-        # --- S1 -> S2: register the RAM output (keeps the RAM's slow clock-to-out off the adders)
-        # Plain registers, so that the FPGA build can move them into the block RAMs as their
-        # output registers (tessera.fpga.bram_outreg).
-        rdata = [Signal(LANE, name=f"s2_rdata_{i}", reset_less=True) for i in range(lanes)]
-        rdata_ext = [Signal(LANE, name=f"s2_rdata_ext_{i}", reset_less=True)
+        # --- S1 -> S2 -> S3: the RAM output, registered twice ----------------------------------
+        # S2's are plain registers, so that the FPGA build moves them into the block RAMs as
+        # their output registers (tessera.fpga.bram_outreg); S3's are fabric registers between
+        # the block RAM and the lane's adder and read multiplexer, which sit far from it on a
+        # wide row (routed 12 x 12: a RAM in row 70, its adder in row 16, 5.1 ns of routing).
+        rdata = [Signal(LANE, name=f"s3_rdata_{i}", reset_less=True) for i in range(lanes)]
+        rdata_ext = [Signal(LANE, name=f"s3_rdata_ext_{i}", reset_less=True)
                      for i in range(lanes)]
         for i, (_, rd, rd_ext) in enumerate(memories):
             ram = Signal(LANE, name=f"s1_ram_{i}", reset_less=True)
             ram_ext = Signal(LANE, name=f"s1_ram_ext_{i}", reset_less=True)
+            out = Signal(LANE, name=f"s2_rdata_{i}", reset_less=True)
+            out_ext = Signal(LANE, name=f"s2_rdata_ext_{i}", reset_less=True)
             m.d.sync += [ram.eq(rd.data), ram_ext.eq(rd_ext.data),
-                         rdata[i].eq(ram), rdata_ext[i].eq(ram_ext)]
+                         out.eq(ram), out_ext.eq(ram_ext),
+                         rdata[i].eq(out), rdata_ext[i].eq(out_ext)]
 
-        # --- write stage S3 and the rows written in the two cycles before (H4, H5) -------------
-        # The RAM is written from H4: its copy of S3 for the RAM (per lane, with per-lane copies
+        # --- write stage S4 and the rows written in the four cycles before (H5 .. H8) ----------
+        # The RAM is written from H5: its copy of S4 for the RAM (per lane, with per-lane copies
         # of the address and enable) is separate from the copy the forwarding adds to, so
         # neither the adders nor the block RAMs pull one register across the die.
         history = []
-        for name in ("s3", "h4", "h5", "h6"):
+        for name in ("s4", "h5", "h6", "h7", "h8"):
             history.append({
                 "valid": Signal(name=f"{name}_valid"),
                 "addr":  Signal(aw, name=f"{name}_addr", reset_less=True),
                 "data":  [Signal(LANE, name=f"{name}_data_{i}", reset_less=True)
                           for i in range(lanes)],
             })
-        s3, h4, h5, h6 = history
-        m.d.sync += [s3["valid"].eq(s2["wen"]), s3["addr"].eq(s2["waddr"])]
+        s4, h5, h6, h7, h8 = history
+        m.d.sync += [s4["valid"].eq(s3_req["wen"]), s4["addr"].eq(s3_req["waddr"])]
         for newer, older in zip(history, history[1:]):
             m.d.sync += [older["valid"].eq(newer["valid"]), older["addr"].eq(newer["addr"])]
-        m.d.sync += [h5["data"][i].eq(h4["data"][i]) for i in range(lanes)]
-        m.d.sync += [h6["data"][i].eq(h5["data"][i]) for i in range(lanes)]
-        ram_wen = replicate(m, s3["valid"], lanes, "ram_write_en")
-        ram_waddr = replicate(m, s3["addr"], lanes, "ram_write_addr", reset_less=True)
+        for newer, older in zip(history[1:], history[2:]):
+            m.d.sync += [older["data"][i].eq(newer["data"][i]) for i in range(lanes)]
+        ram_wen = replicate(m, s4["valid"], lanes, "ram_write_en")
+        ram_waddr = replicate(m, s4["addr"], lanes, "ram_write_addr", reset_less=True)
         for i, (wr, _, _) in enumerate(memories):
-            forward_copy, ram_copy = replicate(m, s3["data"][i], 2, f"h4_data_{i}",
+            forward_copy, ram_copy = replicate(m, s4["data"][i], 2, f"h5_data_{i}",
                                                reset_less=True)
-            m.d.comb += [h4["data"][i].eq(forward_copy),
+            m.d.comb += [h5["data"][i].eq(forward_copy),
                          wr.en.eq(ram_wen[i]), wr.addr.eq(ram_waddr[i]), wr.data.eq(ram_copy)]
 
         # --- forwarding ----------------------------------------------------------------------
-        # A request in S2 gets the row its RAM read returned, overridden by the newest write
-        # still in S3, H4, H5 or H6 to the same row.
+        # A request in S3 gets the row its RAM read returned, overridden by the newest write
+        # still in S4 .. H8 to the same row.
         def forward(ram_value, history_values, hits):
             value = ram_value
             for entry_value, hit in reversed(list(zip(history_values, hits))):  # newest wins
                 value = Mux(hit, entry_value, value)
             return value
 
-        # The writes in S0 .. H4 (valid, row), which the comparisons below look at.
-        in_flight = [{"valid": w_en, "addr": w_addr}, {"valid": s1["wen"], "addr": s1["waddr"]},
-                     {"valid": s2["wen"], "addr": s2["waddr"]}, s3, h4]
-
-        def hits(kind, stage, addr, ahead, entries, when=None):
+        def hits(kind, stage, copy_stage, addr, ahead, entries, when=None):
             """Whether ``addr`` is the row of each write in ``ahead`` (and ``when`` holds, if
             given), registered in ``stage`` (named ``{stage}_{kind}_from_{entry}``), then a copy
-            per lane in S1."""
+            per lane in ``copy_stage``, a cycle later."""
             copies = []
             for entry, now in zip(entries, ahead, strict=True):
                 hit = Signal(name=f"{stage}_{kind}_from_{entry}")
                 valid = now["valid"] if when is None else when & now["valid"]
                 m.d.sync += hit.eq(valid & (now["addr"] == addr))
-                copies.append(replicate(m, hit, lanes, f"s1_{kind}_from_{entry}"))
+                copies.append(replicate(m, hit, lanes, f"{copy_stage}_{kind}_from_{entry}"))
             return copies
 
-        # Reads: which entry to take is decided in S0, registered, and copied in S1 into one
+        def request(stage):
+            return {"valid": stage["wen"], "addr": stage["waddr"]}
+
+        # Reads: which entry to take is decided in S1, registered, and copied in S2 into one
         # register per lane (each drives that lane's 32 multiplexers; the lanes' memories spread
         # over the die, so the copies load from a flip-flop, not from the comparators): the
-        # write that will be in S3 is now in S1, the one that will be in H4 is now in S2, and
-        # so on.
-        read_hits = hits("read", "s1", s0["raddr"], in_flight[1:], ("s3", "h4", "h5", "h6"))
+        # write that will be in S4 when the read is in S3 is now in S2, the one that will be in
+        # H5 is now in S3, and so on.
+        read_hits = hits("read", "s2", "s3", s1["raddr"],
+                         [request(s2), request(s3_req), s4, h5, h6],
+                         ("s4", "h5", "h6", "h7", "h8"))
 
         # Writes (read-modify-write) are forwarded without an adder in a one-cycle loop. A write
         # that accumulates onto the write just ahead of it (CHAIN: same row, one cycle apart)
-        # is not added to that write's sum (S3) but takes the same old row (S3's ``base``) plus
-        # both writes' data, added while it is in S1 (``pdata``: its data plus, on CHAIN, the
+        # is not added to that write's sum (S4) but takes the same old row (S4's ``base``) plus
+        # both writes' data, added while it is in S2 (``pdata``: its data plus, on CHAIN, the
         # ``pdata`` of the write ahead). Every other write takes the old row from the RAM or
-        # from H4 .. H6, which hold finished sums; the choice among H4 .. H6 is made in S1 from
-        # the registers that will be H4 .. H6 (S3 .. H5), into ``pre``. So S2 is one selection
+        # from H5 .. H8, which hold finished sums; the choice among H5 .. H8 is made in S2 from
+        # the registers that will be H5 .. H8 (S4 .. H7), into ``pre``. So S3 is one selection
         # (CHAIN base, ``pre`` or RAM row: one-hot, registered) and one adder, and no adder
-        # feeds itself back through the forwarding. The comparisons are made a stage earlier
-        # (at PORT, against the writes that will then be ahead) and copied per lane in S1.
-        p_accumulate = p_w_en & (p_w_mode == WriteMode.ACCUMULATE)
-        write_hits = hits("write", "s0", p_w_addr, in_flight[:4], ("chain", "h4", "h5", "h6"),
-                          when=p_accumulate)
-        s1_accumulates = replicate(m, accumulate, lanes, "s1_acc")
+        # feeds itself back through the forwarding. The comparisons are made in S0 (against the
+        # writes that will then be ahead), registered, and copied per lane in S2.
+        write_hits = hits("write", "s1", "s2", w_addr,
+                          [request(s1), request(s2), request(s3_req), s4, h5],
+                          ("chain", "h5", "h6", "h7", "h8"), when=accumulate)
+        s2_accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
 
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
         # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
         read_data = [Signal(LANE, name=f"read_data_{i}", reset_less=True) for i in range(lanes)]
         read_valid = Signal()
         for i in range(lanes):
-            chain, from_h4, from_h5, from_h6 = (copies[i] for copies in write_hits)
-            # S1: the data to add (``pdata``), the old row if from H4 .. H6 (``pre``), and the
-            # one-hot choice of S2's old row.
-            pdata = Signal(LANE, name=f"s2_pdata_{i}", reset_less=True)
-            pre = Signal(LANE, name=f"s2_pre_{i}", reset_less=True)
-            take_chain = Signal(name=f"s2_take_chain_{i}")
-            take_pre = Signal(name=f"s2_take_pre_{i}")
-            take_ram = Signal(name=f"s2_take_ram_{i}")
-            in_history = from_h4 | from_h5 | from_h6
+            chain, from_h5, from_h6, from_h7, from_h8 = (copies[i] for copies in write_hits)
+            # S2: the data to add (``pdata``), the old row if from H5 .. H8 (``pre``), and the
+            # one-hot choice of S3's old row.
+            pdata = Signal(LANE, name=f"s3_pdata_{i}", reset_less=True)
+            pre = Signal(LANE, name=f"s3_pre_{i}", reset_less=True)
+            take_chain = Signal(name=f"s3_take_chain_{i}")
+            take_pre = Signal(name=f"s3_take_pre_{i}")
+            take_ram = Signal(name=f"s3_take_ram_{i}")
+            in_history = from_h5 | from_h6 | from_h7 | from_h8
             m.d.sync += [
                 # Keeping the low 32 bits of the sums is the two's-complement wrap.
-                pdata.eq(Mux(chain, pdata, 0) + s1[f"wdata{i}"]),
-                pre.eq(forward(h5["data"][i], [s3["data"][i], h4["data"][i]],
-                               [from_h4, from_h5])),
+                pdata.eq(Mux(chain, pdata, 0) + s2[f"wdata{i}"]),
+                pre.eq(forward(h7["data"][i], [s4["data"][i], h5["data"][i], h6["data"][i]],
+                               [from_h5, from_h6, from_h7])),
                 take_chain.eq(chain),
                 take_pre.eq(~chain & in_history),
-                take_ram.eq(~chain & ~in_history & s1_accumulates[i]),
+                take_ram.eq(~chain & ~in_history & s2_accumulates[i]),
             ]
-            # S2: the old row (zero for an OVERWRITE), and its sum with ``pdata``.
-            base = Signal(LANE, name=f"s3_base_{i}", reset_less=True)
+            # S3: the old row (zero for an OVERWRITE), and its sum with ``pdata``.
+            base = Signal(LANE, name=f"s4_base_{i}", reset_less=True)
             old_row = ((Mux(take_chain, base, 0) | Mux(take_pre, pre, 0)) |
                        Mux(take_ram, rdata[i], 0))
-            m.d.sync += [base.eq(old_row), s3["data"][i].eq(old_row + pdata)]
+            m.d.sync += [base.eq(old_row), s4["data"][i].eq(old_row + pdata)]
             m.d.sync += read_data[i].eq(
                 forward(rdata_ext[i], [h["data"][i] for h in history],
                         [h[i] for h in read_hits]))
-        m.d.sync += read_valid.eq(s2["ren"])
+        m.d.sync += read_valid.eq(s3_req["ren"])
         m.d.comb += [self.read.valid.eq(read_valid),
                      self.read.data.as_value().eq(Cat(*read_data))]
         return m

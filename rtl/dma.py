@@ -133,6 +133,9 @@ move output registers that have a spare entry; the R channel is registered on en
 realigner's RREADY is one LUT level from registers); the generator's credits are registers.
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import C, Cat, Module, Mux, ResetInserter, Shape, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -142,7 +145,7 @@ from .axi import AXI4Signature, Burst, Resp
 from .dma_descriptor import Direction, DmaDescriptor, DmaError, descriptor_error
 from .register_slice import RegisterSlice
 from .sliced_fifo import SlicedFIFO, sliced_fifo_for
-from .util import REPLICA, check_dimension, one_hot_select
+from .util import REPLICA, check_dimension, replicate, zero_unless
 
 __all__ = ["Dma", "RowWrite", "RowReadRequest", "RowData", "BurstRequest", "WriteBeat",
            "BurstGenerator", "ReadRealigner", "WritePacker"]
@@ -693,7 +696,7 @@ class WritePacker(wiring.Component):
         # (``current``) and the one before it (``previous``). So the multiplexer that picks a word
         # from 2 x ``slots`` spread over the row buffers is steered by the filler's flip-flops
         # (a copy of ``send`` per slot, updated alike, and a one-hot slot register) and its push
-        # by the queue's registered ``w_rdy``, never by the beat logic's ``advance`` (``current``
+        # by a registered credit flag, never by the beat logic's ``advance`` (``current``
         # loaded from the buffers under ``advance``: routed 12 x 12, 11.3-12.6 ns, 10-11 ns of
         # it routing). The queue is a SlicedFIFO (32-bit slices).
         push = Signal()                     # the filler puts a word into the queue
@@ -710,15 +713,36 @@ class WritePacker(wiring.Component):
             padded = Cat(value, C(0, slots * width - row_bits))
             return [padded.word_select(i, width) for i in range(slots)]
         words = [slot_words(buffer) for buffer in buffers]
-        sending_words = [Mux(sel, w1, w0) for sel, w0, w1 in zip(send_slot, *words)]
         send_full = Mux(send, buffer_full[1], buffer_full[0])
         queue = sliced_fifo_for(width, WORD_QUEUE_DEPTH, split_read=True)
         m.submodules.words = ResetInserter(self.start)(queue)
+        # A pushed word reaches the queue a cycle later, through two levels of registers: each
+        # slot's word (from the buffer ``send``, or zero unless it is the slot pushed), a
+        # register per slot beside that slot's data, then their OR into the queue's storage with
+        # a registered write enable (one copy per slice). The word multiplexer over the row
+        # buffers, which span some 20 columns, was one path into the storage (routed 12 x 12:
+        # 9.9 ns). The filler counts the queue's free entries itself (``credits``, words pushed
+        # and not yet read out), as the queue's ``w_rdy`` does not yet see the word in flight.
+        slot_regs = []
+        for j, (sel, w0, w1) in enumerate(zip(send_slot, *words)):
+            reg = Signal(width, name=f"push_slot{j}", reset_less=True)
+            m.d.sync += reg.eq(zero_unless(slot_at[j], Mux(sel, w1, w0)))
+            slot_regs.append(reg)
+        pushed = replicate(m, push, queue.slices, "word_push")
+        credits = Signal(range(WORD_QUEUE_DEPTH + 1), init=WORD_QUEUE_DEPTH)
+        has_credit = Signal(init=1)
+        popped = queue.r_en[0] & queue.r_rdy
+        credits_next = Signal.like(credits)
         m.d.comb += [
-            push.eq(send_full & queue.w_rdy & ~self.start),
-            queue.w_en.eq(push.replicate(queue.slices)),
-            queue.w_data.eq(one_hot_select(slot_at, sending_words)),
+            credits_next.eq(credits - push + popped),
+            push.eq(send_full & has_credit & ~self.start),
+            queue.w_en.eq(Cat(*pushed)),
+            queue.w_data.eq(reduce(operator.or_, slot_regs)),
         ]
+        with m.If(self.start):
+            m.d.sync += [credits.eq(WORD_QUEUE_DEPTH), has_credit.eq(1)]
+        with m.Else():
+            m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0)]
         with m.If(push):
             with m.If(fill_rows.last):
                 # The row is in the queue: its buffer is free; the other buffer's row follows.

@@ -23,7 +23,7 @@ from .isa import QUEUE_DEPTH, Instruction, ProgramError
 from .util import REPLICA, wrap_increment
 
 __all__ = ["QueueEntry", "EngineControl", "InstructionQueue", "INDEX", "attach_queue",
-           "take_head", "dma_states"]
+           "IdleFlags", "take_head", "dma_states"]
 
 #: Shape of an instruction index (ERROR_INFO).
 INDEX = unsigned(32)
@@ -210,28 +210,57 @@ def attach_queue(m, engine):
     return q
 
 
-def take_head(m, q, ctl, insn):
-    """In an idle state: report the head as stalled (blocked when its tokens are missing); when
-    its tokens are there, take them and the head into ``insn``. Returns the condition under which
-    the head is taken (for the caller's state transition).
+class IdleFlags:
+    """Copies of "the engine's state machine is in its idle state", one per :data:`SLICE_BITS`
+    of ``insn`` (registers named as replicas, so that synthesis keeps them), and the load of
+    ``insn`` from the queue head under them.
 
     ``insn`` is loaded from the head in every cycle of the idle state, taken or not (it is used
-    only after a take, and then holds the head of the take's cycle): its enable — the width of an
-    instruction — is the engine's state register, not the take decision, which depends on the
-    controller's ``abort`` and tokens."""
+    only after a take, and then holds the head of the take's cycle). Its enable — the width of an
+    instruction — is these flags, set by the transitions into the idle state and cleared by the
+    take out of it (:func:`take_head`, :func:`dma_states`, :meth:`enter`), not a decode of the
+    state register, nor the take decision, which depends on the controller's ``abort`` and
+    tokens (a 12 x 12 route: the STORE engine's decode of IDLE, 22 endpoints at 9.2 ns)."""
+    def __init__(self, m, q, insn):
+        self._m = m
+        bits, head = insn.as_value(), q.head.as_value()
+        self.flags = []
+        for i, lo in enumerate(range(0, len(bits), SLICE_BITS)):
+            flag = Signal(init=1, name=f"idle{REPLICA}{i}")
+            hi = min(lo + SLICE_BITS, len(bits))
+            with m.If(flag):
+                m.d.sync += bits[lo:hi].eq(head[lo:hi])
+            self.flags.append(flag)
+
+    def enter(self):
+        """Call where the state machine goes to its idle state."""
+        self._m.d.sync += [flag.eq(1) for flag in self.flags]
+
+    def leave(self):
+        """Call where the state machine leaves its idle state."""
+        self._m.d.sync += [flag.eq(0) for flag in self.flags]
+
+
+def take_head(m, q, ctl, idle):
+    """In an idle state: report the head as stalled (blocked when its tokens are missing); when
+    its tokens are there, take them (``insn`` is loaded under ``idle``, an :class:`IdleFlags`,
+    which this clears). Returns the condition under which the head is taken (for the caller's
+    state transition)."""
     ready = q.valid & ~ctl.abort & q.tokens_ready
     with m.If(q.valid & ~ctl.abort):
         m.d.comb += [ctl.blocked.eq(~q.tokens_ready), ctl.stall.eq(1)]
     with m.If(ready):
         m.d.comb += [q.take.eq(1), ctl.pop_en.eq(1)]
-    m.d.sync += insn.eq(q.head)
+        idle.leave()
     return ready
 
 
-def dma_states(m, ctl, descriptor, dma_done, dma_error, issue="ISSUE", wait="WAIT", then="IDLE"):
+def dma_states(m, ctl, descriptor, dma_done, dma_error, idle, issue="ISSUE", wait="WAIT",
+               then="IDLE"):
     """The two FSM states of an instruction that is one DMA descriptor (call inside ``m.FSM``):
     ``issue`` offers ``descriptor`` (stalled until the arbiter grants the DMA), ``wait`` waits for
-    ``dma_done``, then pushes the instruction's tokens, or reports BUS_ERROR, and goes to ``then``."""
+    ``dma_done``, then pushes the instruction's tokens, or reports BUS_ERROR, and goes to ``then``
+    (the idle state: ``idle``, an :class:`IdleFlags`, is set)."""
     with m.State(issue):
         m.d.comb += [descriptor.valid.eq(1), ctl.stall.eq(1)]
         with m.If(descriptor.ready):
@@ -243,4 +272,5 @@ def dma_states(m, ctl, descriptor, dma_done, dma_error, issue="ISSUE", wait="WAI
                 m.d.comb += ctl.push_en.eq(1)
             with m.Else():
                 m.d.comb += [ctl.error.eq(ProgramError.BUS_ERROR), ctl.error_en.eq(1)]
+            idle.enter()
             m.next = then

@@ -15,7 +15,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dma_descriptor import Direction, DmaDescriptor
-from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
+from .engine import (EngineControl, IdleFlags, QueueEntry, attach_queue, dma_states,
+                     take_head)
 
 __all__ = ["LoadEngine"]
 
@@ -38,6 +39,7 @@ class LoadEngine(wiring.Component):
         ctl = self.control
         q = attach_queue(m, self)
         insn = Signal(QueueEntry(), reset_less=True)     # used only after a take
+        idle = IdleFlags(m, q, insn)
         ld = insn.word.load
         d = self.descriptor.payload
         m.d.comb += [
@@ -54,7 +56,7 @@ class LoadEngine(wiring.Component):
         ]
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(take_head(m, q, ctl, insn)):
+                with m.If(take_head(m, q, ctl, idle)):
                     m.next = "ISSUE"
-            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error)
+            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error, idle)
         return m

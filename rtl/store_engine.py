@@ -19,7 +19,8 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorRow
 from .dma_descriptor import Buffer, Direction, DmaDescriptor
-from .engine import EngineControl, QueueEntry, attach_queue, dma_states, take_head
+from .engine import (EngineControl, IdleFlags, QueueEntry, attach_queue, dma_states,
+                     take_head)
 from .isa import Opcode
 from .requant import SHIFT
 from .util import replicate
@@ -58,6 +59,7 @@ class StoreEngine(wiring.Component):
         q = attach_queue(m, self)
 
         insn = Signal(QueueEntry(), reset_less=True)     # used only after a take
+        idle = IdleFlags(m, q, insn)
         st, cf = insn.word.store, insn.word.config
         m.d.comb += [
             self.descriptor.payload.dram_addr.eq(st.dram_addr),
@@ -124,7 +126,7 @@ class StoreEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(take_head(m, q, ctl, insn)):
+                with m.If(take_head(m, q, ctl, idle)):
                     with m.If(q.head.word.header.opcode == Opcode.CONFIG):
                         m.next = "CONFIG_READ_MULTIPLIERS"
                     with m.Else():
@@ -144,6 +146,7 @@ class StoreEngine(wiring.Component):
                         m.d.comb += latch_multipliers.eq(1)
                     with m.Else():
                         m.d.comb += [latch_shifts.eq(1), ctl.push_en.eq(1)]
+                        idle.enter()
                         m.next = "IDLE"
-            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error)
+            dma_states(m, ctl, self.descriptor, self.dma_done, self.dma_error, idle)
         return m

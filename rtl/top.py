@@ -74,7 +74,7 @@ __all__ = ["Tessera", "accelerator_ports"]
 #: accumulator's and the requantizer's latency, so stores stream at full rate (a row per cycle;
 #: requantized rows one per ``beats`` cycles with a time-shared requantizer). Checked in
 #: ``Tessera.elaborate``.
-READ_SLOTS = 23
+READ_SLOTS = 24
 
 #: Read bursts the DMA keeps in flight. Six, not the DMA's default four: a burst counts as in
 #: flight until its last beat has left the DMA's R register slice, and with four the short bursts
