@@ -266,7 +266,9 @@ def test_accumulator_random(lanes, depth, seed):
 
 
 def test_accumulator_back_to_back(seed):
-    """Accumulates to one row at distances 1 .. 6 cycles, and interleaved rows, then read back."""
+    """Accumulates to one row at distances 1 .. 8 cycles (the forwarding window is 5, the RAM
+    covers 6 and more), reads at distances 1 .. 8 after the last, and interleaved rows, then
+    reads everything back."""
     rng = np.random.default_rng(seed)
     lanes, depth = 4, 16
     dut = Accumulator(lanes=lanes, depth=depth)
@@ -276,12 +278,12 @@ def test_accumulator_back_to_back(seed):
         drv = AccumulatorDriver(ctx, dut, model, f"back-to-back seed {seed}")
         row = 3
         await drv.step(write=(row, random_row(rng, lanes), WriteMode.OVERWRITE))
-        for gap in range(0, 6):                     # gap idle cycles between accumulates
+        for gap in range(0, 8):                     # gap idle cycles between accumulates
             for _ in range(8):
                 await drv.step(write=(row, random_row(rng, lanes), WriteMode.ACCUMULATE))
                 for _ in range(gap):
                     await drv.step()
-            await drv.step(read=row)                # read right after the last accumulate
+            await drv.step(read=row)                # read gap + 1 cycles after the last one
         # Interleaved rows: A B A B ... and A A B B ...; an overwrite between accumulates.
         for pattern in ([5, 6] * 6, [5, 5, 6, 6] * 3, [7, 8, 9] * 4):
             for addr in pattern:
