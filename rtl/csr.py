@@ -465,10 +465,16 @@ class RegisterFile(wiring.Component):
             bus.bvalid.eq(b_valid),
             bus.bresp.eq(b_resp),
         ]
+        # The holding registers (and the selects below) load in every cycle while they are empty,
+        # so they hold the values of the handshake's cycle: their enables are the ``full`` flags,
+        # not the manager's VALID (routed 12 x 12: the UART bridge's state through AWVALID and
+        # WVALID to WDATA's 35 enables, 9.1 ns).
         with m.If(bus.awvalid & ~aw_full):
             m.d.sync += aw_full.eq(1)
         with m.If(bus.wvalid & ~w_full):
-            m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+            m.d.sync += w_full.eq(1)
+        with m.If(~w_full):
+            m.d.sync += [w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
 
         write = Signal()                    # perform the held write in this cycle
         m.d.comb += write.eq(aw_full & w_full & ~b_valid)
@@ -526,10 +532,11 @@ class RegisterFile(wiring.Component):
             w_sel = Signal(name=f"w_sel_{register.port_name}")
             r_sel = Signal(name=f"r_sel_{register.port_name}")
             # Both selects are decoded when the address is accepted, into registers: a
-            # register's write enable is ``write`` and its select, both flip-flops.
-            with m.If(bus.awvalid & ~aw_full):
+            # register's write enable is ``write`` and its select, both flip-flops. (They load
+            # while the address may be accepted, whatever AWVALID or ARVALID.)
+            with m.If(~aw_full):
                 m.d.sync += w_sel.eq(word(bus.awaddr) == index)
-            with m.If(bus.arvalid & bus.arready):
+            with m.If(bus.arready):
                 m.d.sync += r_sel.eq(word(bus.araddr) == index)
             w_hits.append(w_sel)
             r_hits.append(r_sel)
