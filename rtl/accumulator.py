@@ -247,6 +247,15 @@ class Accumulator(wiring.Component):
             self.read.ready.eq(1),
         ]
 
+        def lane_copies(value, name, *, reset_less=False):
+            """``value`` two cycles later, in a register per lane: a copy per group of
+            LANE_GROUP lanes, and each lane's copy loaded from its group's. One register loading
+            every lane's copy across the die was up to 10.2 ns of routing (routed 12 x 12)."""
+            groups = replicate(m, value, -(-lanes // LANE_GROUP), f"{name}_group",
+                               reset_less=reset_less)
+            return [replicate(m, groups[i // LANE_GROUP], 1, f"{name}_{i}",
+                              reset_less=reset_less)[0] for i in range(lanes)]
+
         def stage(name, prev):
             """Register the request fields of ``prev`` (a dict of values) as stage ``name``."""
             regs = {}
@@ -299,8 +308,8 @@ class Accumulator(wiring.Component):
             m.d.sync += [older["valid"].eq(newer["valid"]), older["addr"].eq(newer["addr"])]
         for newer, older in zip(history[1:], history[2:]):
             m.d.sync += [older["data"][i].eq(newer["data"][i]) for i in range(lanes)]
-        ram_wen = replicate(m, s4["valid"], lanes, "ram_write_en")
-        ram_waddr = replicate(m, s4["addr"], lanes, "ram_write_addr", reset_less=True)
+        ram_wen = lane_copies(s3_req["wen"], "ram_write_en")
+        ram_waddr = lane_copies(s3_req["waddr"], "ram_write_addr", reset_less=True)
         for i, (wr, _, _) in enumerate(memories):
             forward_copy, ram_copy = replicate(m, s4["data"][i], 2, f"h5_data_{i}",
                                                reset_less=True)
@@ -316,28 +325,31 @@ class Accumulator(wiring.Component):
                 value = Mux(hit, entry_value, value)
             return value
 
-        def hits(kind, stage, copy_stage, addr, ahead, entries, when=None):
+        def hits(kind, stage, addr, ahead, entries, when=None):
             """Whether ``addr`` is the row of each write in ``ahead`` (and ``when`` holds, if
-            given), registered in ``stage`` (named ``{stage}_{kind}_from_{entry}``), then a copy
-            per lane in ``copy_stage``, a cycle later."""
+            given), registered in ``stage`` (named ``{stage}_{kind}_from_{entry}``), then copied
+            to every lane in two steps (:func:`lane_copies`): per lane, three cycles later. (Not
+            reset: a request's hits are its own comparisons, and none is in flight after a
+            reset. A reset term made Yosys share one gate among all the copies of a hit, which
+            then reached every lane across the die: 10.9 ns in a routed 12 x 12.)"""
             copies = []
             for entry, now in zip(entries, ahead, strict=True):
-                hit = Signal(name=f"{stage}_{kind}_from_{entry}")
+                hit = Signal(name=f"{stage}_{kind}_from_{entry}", reset_less=True)
                 valid = now["valid"] if when is None else when & now["valid"]
                 m.d.sync += hit.eq(valid & (now["addr"] == addr))
-                copies.append(replicate(m, hit, lanes, f"{copy_stage}_{kind}_from_{entry}"))
+                copies.append(lane_copies(hit, f"{kind}_from_{entry}", reset_less=True))
             return copies
 
         def request(stage):
             return {"valid": stage["wen"], "addr": stage["waddr"]}
 
-        # Reads: which entry to take is decided in S1, registered, and copied in S2 into one
-        # register per lane (each drives that lane's 32 multiplexers; the lanes' memories spread
-        # over the die, so the copies load from a flip-flop, not from the comparators): the
-        # write that will be in S4 when the read is in S3 is now in S2, the one that will be in
-        # H5 is now in S3, and so on.
-        read_hits = hits("read", "s2", "s3", s1["raddr"],
-                         [request(s2), request(s3_req), s4, h5, h6],
+        # Reads: which entry to take is decided in S0, registered, and copied in two steps into
+        # one register per lane in S3 (each drives that lane's 32 multiplexers; the lanes'
+        # memories spread over the die, so the copies load from flip-flops, not from the
+        # comparators): the write that will be in S4 when the read is in S3 is now in S1, the
+        # one that will be in H5 is now in S2, and so on.
+        read_hits = hits("read", "s1", r_addr,
+                         [request(s1), request(s2), request(s3_req), s4, h5],
                          ("s4", "h5", "h6", "h7", "h8"))
 
         # Writes (read-modify-write) are forwarded without an adder in a one-cycle loop. A write
@@ -348,12 +360,14 @@ class Accumulator(wiring.Component):
         # from H5 .. H8, which hold finished sums; the choice among H5 .. H8 is made in S2 from
         # the registers that will be H5 .. H8 (S4 .. H7), into ``pre``. So S3 is one selection
         # (CHAIN base, ``pre`` or RAM row: one-hot, registered) and one adder, and no adder
-        # feeds itself back through the forwarding. The comparisons are made in S0 (against the
-        # writes that will then be ahead), registered, and copied per lane in S2.
-        write_hits = hits("write", "s1", "s2", w_addr,
-                          [request(s1), request(s2), request(s3_req), s4, h5],
-                          ("chain", "h5", "h6", "h7", "h8"), when=accumulate)
-        s2_accumulates = replicate(m, s1["acc"], lanes, "s2_acc")
+        # feeds itself back through the forwarding. The comparisons are made at PORT (against
+        # the writes that will then be ahead), registered, and copied per lane in two steps.
+        p_accumulate = p_w_en & (p_w_mode == WriteMode.ACCUMULATE)
+        write_hits = hits("write", "s0", p_w_addr,
+                          [{"valid": w_en, "addr": w_addr}, request(s1), request(s2),
+                           request(s3_req), s4],
+                          ("chain", "h5", "h6", "h7", "h8"), when=p_accumulate)
+        s2_accumulates = lane_copies(accumulate, "s2_acc", reset_less=True)
 
         # (Rows inside are per-lane signals, not array-shaped ones: Yosys 0.70's ABC9 flow can
         # crash on the ``x`` + ``x[0]`` wire names Amaranth emits for those, YosysHQ/yosys#4349.)
