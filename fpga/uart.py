@@ -13,7 +13,9 @@ parameter. The line idles high; a byte is a low start bit, 8 data bits and a hig
 :class:`UartTx`
     A byte is taken from the ``data``/``valid`` handshake when ``ready`` is high and sent as
     10 bits of ``divisor`` cycles each; ``ready`` is high again in the cycle after the stop bit
-    ends, so back-to-back bytes follow without idle time.
+    ends, so back-to-back bytes follow without idle time. ``byte`` is the byte being sent, a
+    register: from the cycle after its handshake through the first data bit's ``divisor`` cycles
+    (then it shifts).
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal
@@ -85,6 +87,7 @@ class UartTx(wiring.Component):
     valid: In(1)
     ready: Out(1)
     tx: Out(1, init=1)
+    byte: Out(8)
 
     def __init__(self, *, divisor):
         self.divisor = check_divisor(divisor)
@@ -95,7 +98,7 @@ class UartTx(wiring.Component):
         timer = Signal(range(self.divisor))
         bits = Signal(range(11))         # bits still to send, including the one on the line
         frame = Signal(10, init=0x3FF)   # the line is frame[0]
-        m.d.comb += [self.tx.eq(frame[0]), self.ready.eq(bits == 0)]
+        m.d.comb += [self.tx.eq(frame[0]), self.ready.eq(bits == 0), self.byte.eq(frame[1:9])]
         with m.If(bits == 0):
             with m.If(self.valid):
                 m.d.sync += [frame.eq(Cat(Const(0, 1), self.data, Const(1, 1))), bits.eq(10),

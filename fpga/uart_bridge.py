@@ -282,13 +282,25 @@ class UartBridge(wiring.Component):
         tx_byte = Signal(8)
         m.d.comb += utx.data.eq(tx_byte)
         sent = utx.valid & utx.ready
+        # A received byte enters the CRC as it arrives (``rx_data`` is a register). A sent byte
+        # enters it a cycle after its handshake, from the transmitter's own register
+        # (``utx.byte``), and the CRC's ``init`` is registered too: the CRC's inputs start at
+        # flip-flops, not at the response's byte multiplexer (routed 12 x 12: the state register
+        # through ``tx_byte`` into ``crc_data``, 9.2 ns). ``crc_busy`` covers the cycle of delay;
+        # the next byte cannot be sent sooner anyway (a byte takes 10 * divisor cycles).
         crc_init = Signal()
-        crc_load = Signal()
+        crc_load = Signal()                 # a received byte (``receive``)
         crc_compare = Signal()
-        crc_from_rx = Signal()
-        crc, crc_busy, crc_mismatch = serial_crc16(
-            m, init=crc_init, load=crc_load, byte=Mux(crc_from_rx, rx_data, tx_byte),
-            compare=crc_compare, name="crc")
+        tx_load = Signal()                  # the byte sent in this cycle
+        tx_compare = Signal()
+        init_q = Signal()
+        tx_load_q = Signal()
+        tx_compare_q = Signal()
+        m.d.sync += [init_q.eq(crc_init), tx_load_q.eq(tx_load), tx_compare_q.eq(tx_compare)]
+        crc, crc_shifting, crc_mismatch = serial_crc16(
+            m, init=init_q, load=crc_load | tx_load_q, byte=Mux(tx_load_q, utx.byte, rx_data),
+            compare=crc_compare | (tx_load_q & tx_compare_q), name="crc")
+        crc_busy = crc_shifting | tx_load_q
         # (The rotation while the CRC is sent compares its byte with itself: no mismatch.)
         with m.If(crc_mismatch):
             m.d.sync += corrupt.eq(1)
@@ -297,7 +309,7 @@ class UartBridge(wiring.Component):
             """On each byte: count it and take it into the CRC (``crc_bytes``: compare it with
             the CRC); a bad stop bit marks the frame corrupt; at ``done`` go to ``next_state``;
             on a timeout answer TIMEOUT."""
-            m.d.comb += [receiving.eq(1), crc_from_rx.eq(1)]
+            m.d.comb += receiving.eq(1)
             with m.If(rx_valid):
                 with m.If(rx_error):
                     m.d.sync += corrupt.eq(1)
@@ -503,7 +515,7 @@ class UartBridge(wiring.Component):
                              Mux(respond_data, length, 0))
                 m.d.comb += [tx_byte.eq(header.word_select(count[:3], 8)), utx.valid.eq(1)]
                 with m.If(sent):
-                    m.d.comb += crc_load.eq(count[:3] != 0)
+                    m.d.comb += tx_load.eq(count[:3] != 0)
                     with m.If(count[:3] == 4):
                         m.d.comb += count_clear.eq(1)
                         with m.If(respond_data):
@@ -515,7 +527,7 @@ class UartBridge(wiring.Component):
             with m.State("SEND_PAYLOAD"):           # once byte `count` is in buf_data
                 m.d.comb += [tx_byte.eq(buf_data), utx.valid.eq(buf_ready)]
                 with m.If(sent):
-                    m.d.comb += crc_load.eq(1)
+                    m.d.comb += tx_load.eq(1)
                     with m.If(at_last):
                         m.d.comb += count_clear.eq(1)
                         m.next = "SEND_CRC"
@@ -529,5 +541,5 @@ class UartBridge(wiring.Component):
                     with m.If(count[0]):
                         m.next = "HUNT"
                     with m.Else():
-                        m.d.comb += [crc_load.eq(1), crc_compare.eq(1), count_step.eq(1)]
+                        m.d.comb += [tx_load.eq(1), tx_compare.eq(1), count_step.eq(1)]
         return m
