@@ -80,9 +80,13 @@ class StoreEngine(wiring.Component):
         # the accumulator's read address multiplexer and its block RAM bypass comparator start
         # at flip-flops, not at this state machine and the ``params_row + 1`` adder. (The
         # responses are counted by ``acc_valid``, whenever they come.)
+        # (``params_row + 1`` is a register too, loaded in every cycle: ``insn`` holds the
+        # CONFIG from the cycle after its take, a cycle before that row is read.)
         read_en = Signal()
         read_addr = Signal.like(self.param_read.addr)
-        m.d.sync += [self.param_read.en.eq(read_en), self.param_read.addr.eq(read_addr)]
+        shifts_row = Signal.like(self.param_read.addr, reset_less=True)
+        m.d.sync += [self.param_read.en.eq(read_en), self.param_read.addr.eq(read_addr),
+                     shifts_row.eq(cf.params_row + 1)]
         # The rows read for CONFIG are latched a cycle after they arrive: the row, the shifts'
         # clamp decisions and the load enables are registered first, so the parameter
         # registers (a row and more) load from flip-flops with an enable that is a flip-flop,
@@ -136,7 +140,7 @@ class StoreEngine(wiring.Component):
                 m.d.sync += responses.eq(0)
                 m.next = "CONFIG_READ_SHIFTS"
             with m.State("CONFIG_READ_SHIFTS"):
-                m.d.comb += [ctl.busy.eq(1), read_addr.eq(cf.params_row + 1), read_en.eq(1)]
+                m.d.comb += [ctl.busy.eq(1), read_addr.eq(shifts_row), read_en.eq(1)]
                 m.next = "CONFIG_LATCH"
             with m.State("CONFIG_LATCH"):
                 m.d.comb += ctl.busy.eq(1)
