@@ -48,17 +48,19 @@ class SimBoardTop(wiring.Component):
         Most cycles between two bytes of a request (see :class:`UartBridge`).
     ram_storage : str
         What the RAM is built from (:class:`AxiRam`'s ``storage``; default ``"auto"``).
+    bridge_registered : bool or None
+        :class:`UartBridge`'s ``registered`` (default None: by the platform).
     """
 
     def __init__(self, *, mem_size=DEFAULT_MEM_SIZE, divisor, timeout, ram_storage="auto",
-                 **tessera_params):
+                 bridge_registered=None, **tessera_params):
         tessera_params.setdefault("id_width", ID_WIDTH)
         self.tessera = accelerator(**tessera_params)
         axi = self.tessera.m_axi.signature
         self.ram = AxiRam(size=mem_size, data_width=axi.data_width, id_width=axi.id_width,
                           addr_width=axi.addr_width, storage=ram_storage)
         self.bridge = UartBridge(divisor=divisor, mem_size=mem_size, data_width=axi.data_width,
-                                 timeout=timeout)
+                                 timeout=timeout, registered=bridge_registered)
         self.config = dict(self.tessera.config, mem_size=mem_size)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "irq": Out(1)})
 

@@ -252,9 +252,13 @@ class BoardTop(Elaboratable):
             m.submodules.pll = self._ecp5_pll(clk_buf.i, clk, locked)
         m.d.comb += ClockSignal("sync").eq(clk)
         # The synchronizer's last flip-flop sits by the PLL (its asynchronous reset is the
-        # lock), at the die's edge; the reset leaves it through two more registers, which the
-        # placer can put toward the design (a routed 12 x 12: 8 ns of routing from that
-        # flip-flop to a LUT that reads the reset). The reset is then two cycles longer.
+        # lock), at the die's edge; on ECP5 the reset leaves it through two more registers,
+        # which the placer can put toward the design (a routed 12 x 12: 8 ns of routing from
+        # that flip-flop to a LUT that reads the reset). The reset is then two cycles longer.
+        if self.board.family != "ecp5":
+            m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+            platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
+            return
         m.domains.lock = ClockDomain("lock", local=True)
         m.d.comb += ClockSignal("lock").eq(clk)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="lock")

@@ -124,9 +124,16 @@ class UartBridge(wiring.Component):
         Most cycles allowed between two bytes of one request frame.
     reg_addr_width : int
         Address width of the AXI4-Lite port (default 12: the 4 KiB register window).
+    registered : bool or None
+        Whether the payload buffer's write and the CRC's inputs are registered (a cycle later;
+        for ECP5 at 125 MHz); None (default): unless elaborated for an iCE40 platform.
     """
 
-    def __init__(self, *, divisor, mem_size, data_width, timeout, reg_addr_width=12):
+    def __init__(self, *, divisor, mem_size, data_width, timeout, reg_addr_width=12,
+                 registered=None):
+        if registered not in (None, False, True):
+            raise ValueError(f"registered must be None, False or True, not {registered!r}")
+        self.registered = registered
         self.divisor = check_divisor(divisor)
         if data_width not in (32, 64, 128):
             raise ValueError(f"data_width must be one of [32, 64, 128], not {data_width!r}")
@@ -153,6 +160,9 @@ class UartBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        registered = self.registered
+        if registered is None:
+            registered = str(getattr(platform, "family", "")).lower() != "ice40"
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
@@ -266,15 +276,21 @@ class UartBridge(wiring.Component):
         # flip-flops (routed 12 x 12: ``pointer`` through the memory byte's multiplexer into the
         # block RAM's data input was 11.3 ns). No byte is read back within two cycles of its
         # write (a response's payload follows its header bytes).
+        # (On iCE40, whose board runs at 24 MHz, the write and the CRC's inputs below are not
+        # registered: the small design fills the device, and every flip-flop counts.)
         buf_write_en = Signal()
-        write_en = Signal()
-        write_addr = Signal.like(buf_write.addr, reset_less=True)
-        write_data = Signal(8, reset_less=True)
-        m.d.sync += [write_en.eq(buf_write_en), write_addr.eq(count),
-                     write_data.eq(Mux(write_command, rx_data,
-                                       Mux(register_command, word[:8], mem_byte)))]
-        m.d.comb += [buf_write.en.eq(write_en), buf_write.addr.eq(write_addr),
-                     buf_write.data.eq(write_data)]
+        buf_write_data = Mux(write_command, rx_data, Mux(register_command, word[:8], mem_byte))
+        if registered:
+            write_en = Signal()
+            write_addr = Signal.like(buf_write.addr, reset_less=True)
+            write_data = Signal(8, reset_less=True)
+            m.d.sync += [write_en.eq(buf_write_en), write_addr.eq(count),
+                         write_data.eq(buf_write_data)]
+            m.d.comb += [buf_write.en.eq(write_en), buf_write.addr.eq(write_addr),
+                         buf_write.data.eq(write_data)]
+        else:
+            m.d.comb += [buf_write.en.eq(buf_write_en), buf_write.addr.eq(count),
+                         buf_write.data.eq(buf_write_data)]
         with m.If(shift_word | load_word):
             m.d.sync += word.eq(Mux(load_word, csr.rdata, Cat(word[8:], buf_data)))
 
@@ -291,16 +307,25 @@ class UartBridge(wiring.Component):
         crc_init = Signal()
         crc_load = Signal()                 # a received byte (``receive``)
         crc_compare = Signal()
-        tx_load = Signal()                  # the byte sent in this cycle
-        tx_compare = Signal()
-        init_q = Signal()
-        tx_load_q = Signal()
-        tx_compare_q = Signal()
-        m.d.sync += [init_q.eq(crc_init), tx_load_q.eq(tx_load), tx_compare_q.eq(tx_compare)]
-        crc, crc_shifting, crc_mismatch = serial_crc16(
-            m, init=init_q, load=crc_load | tx_load_q, byte=Mux(tx_load_q, utx.byte, rx_data),
-            compare=crc_compare | (tx_load_q & tx_compare_q), name="crc")
-        crc_busy = crc_shifting | tx_load_q
+        crc_from_rx = Signal()
+        if registered:
+            tx_load = Signal()              # the byte sent in this cycle
+            tx_compare = Signal()
+            init_q = Signal()
+            tx_load_q = Signal()
+            tx_compare_q = Signal()
+            m.d.sync += [init_q.eq(crc_init), tx_load_q.eq(tx_load),
+                         tx_compare_q.eq(tx_compare)]
+            crc, crc_shifting, crc_mismatch = serial_crc16(
+                m, init=init_q, load=crc_load | tx_load_q,
+                byte=Mux(tx_load_q, utx.byte, rx_data),
+                compare=crc_compare | (tx_load_q & tx_compare_q), name="crc")
+            crc_busy = crc_shifting | tx_load_q
+        else:
+            tx_load, tx_compare = crc_load, crc_compare
+            crc, crc_busy, crc_mismatch = serial_crc16(
+                m, init=crc_init, load=crc_load, byte=Mux(crc_from_rx, rx_data, tx_byte),
+                compare=crc_compare, name="crc")
         # (The rotation while the CRC is sent compares its byte with itself: no mismatch.)
         with m.If(crc_mismatch):
             m.d.sync += corrupt.eq(1)
@@ -309,7 +334,7 @@ class UartBridge(wiring.Component):
             """On each byte: count it and take it into the CRC (``crc_bytes``: compare it with
             the CRC); a bad stop bit marks the frame corrupt; at ``done`` go to ``next_state``;
             on a timeout answer TIMEOUT."""
-            m.d.comb += receiving.eq(1)
+            m.d.comb += [receiving.eq(1), crc_from_rx.eq(1)]
             with m.If(rx_valid):
                 with m.If(rx_error):
                     m.d.sync += corrupt.eq(1)

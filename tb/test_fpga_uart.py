@@ -119,12 +119,15 @@ def _check_gemm(design, seed, config=CONFIG, mem_size=PARAMS["mem_size"]):
     assert counters["MAC_ACTIVE"] > 0 and counters["CYCLES"] >= counters["MAC_ACTIVE"], counters
 
 
-def test_corrupted_and_invalid_frames(seed):
+@pytest.mark.parametrize("registered", [True, False], ids=["registered", "unregistered"])
+def test_corrupted_and_invalid_frames(registered, seed):
     """Flipped bits, wrong CRCs, bad stop bits, unknown commands, bad lengths and addresses,
     unmapped registers: the expected error status, nothing executed, the next frame works
-    (assertions in tb/uart_board_tb.py)."""
-    simulators.run(_build(simulators.selected()[0]), TB, testcase="corrupted_frames", seed=seed,
-                   quiet=True)
+    (assertions in tb/uart_board_tb.py). With the bridge's buffer write and CRC inputs
+    registered (the ECP5 build) and not (the iCE40 build)."""
+    params = dict(PARAMS, bridge_registered=registered)
+    simulators.run(_build(simulators.selected()[0], params), TB, testcase="corrupted_frames",
+                   seed=seed, quiet=True)
 
 
 def test_truncated_frames(sim, seed):
