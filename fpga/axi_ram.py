@@ -75,7 +75,7 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4Signature, Burst, Resp
 from tessera.rtl.register_slice import RegisterSlice
-from tessera.rtl.util import NO_RW_CHECK, delay, registered_read, replicate
+from tessera.rtl.util import NO_RW_CHECK, delay, is_ice40, registered_read, replicate
 
 __all__ = ["MemoryPortSignature", "AxiRam", "DIRECT_READ_LATENCY", "COMPACT_DIRECT_READ_LATENCY",
            "R_QUEUE_DEPTH", "ICE40_SPRAMS", "SPRAM_WORDS", "STORAGES"]
@@ -225,7 +225,7 @@ class AxiRam(wiring.Component):
         """``"spram"`` or ``"memory"``: what the storage is built from for ``platform``."""
         storage = self.storage
         if storage == "auto":
-            ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
+            ice40 = is_ice40(platform)
             storage = "spram" if ice40 else "memory"
         return storage
 

@@ -78,8 +78,8 @@ HIDE_ELEMENT_ALIASES = "rename -hide w:*[* x:* %d"
 #: wire alone does not stop that). Run after reading the design, before synthesis. ``%a`` adds the
 #: wires connected to them: where a copy drives a submodule's port, Amaranth may name the
 #: flip-flop's output after the port (``w_en$1213``) and connect the replica's name to it, so the
-#: flip-flop drives the alias, not the replica's wire. (Without ``%a``, until the sixteenth session, 177 of
-#: the 12 x 12 design's copies were merged back, e.g. the 13 copies of the tensor core's result
+#: flip-flop drives the alias, not the replica's wire. (Without ``%a``, until the sixteenth
+#: session, 177 of the 12 x 12 design's copies were merged back, e.g. the 13 copies of the tensor core's result
 #: FIFO write enable into one flip-flop driving all 13 columns: routed, 9.8 ns across the die.)
 KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA}* %a %ci1 t:$dff %i"
 

@@ -63,7 +63,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from tessera.rtl.axi import AXI4LiteSignature, Resp
-from tessera.rtl.util import NO_RW_CHECK, registered_read
+from tessera.rtl.util import NO_RW_CHECK, is_ice40, registered_read
 
 from .axi_ram import MemoryPortSignature
 from .protocol import (CRC_INIT, CRC_POLYNOMIAL, MAX_BLOCK, REGISTER_SPACE, SYNC_REQUEST,
@@ -162,7 +162,7 @@ class UartBridge(wiring.Component):
         m = Module()
         registered = self.registered
         if registered is None:
-            registered = str(getattr(platform, "family", "")).lower() != "ice40"
+            registered = not is_ice40(platform)
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]

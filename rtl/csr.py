@@ -65,6 +65,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature, Resp
+from .util import is_ice40
 
 __all__ = ["Access", "Field", "Register", "Reserved", "RegisterMap", "RegisterFile"]
 
@@ -471,7 +472,7 @@ class RegisterFile(wiring.Component):
         # WVALID to WDATA's 35 enables, 9.1 ns).
         # (Not on iCE40, whose small design fills the device: there they load at the handshake,
         # as before the seventeenth session, which keeps that build's placement.)
-        ice40 = str(getattr(platform, "family", "")).lower() == "ice40"
+        ice40 = is_ice40(platform)
         with m.If(bus.awvalid & ~aw_full):
             m.d.sync += aw_full.eq(1)
         if ice40:

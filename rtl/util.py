@@ -7,7 +7,7 @@ from functools import reduce
 from amaranth.hdl import Mux, Signal
 
 __all__ = ["REPLICA", "check_dimension", "delay", "replicate", "wrap_increment", "zero_unless",
-           "one_hot_select", "NO_RW_CHECK", "registered_read"]
+           "one_hot_select", "NO_RW_CHECK", "registered_read", "is_ice40"]
 
 #: Name infix of the registers made by :func:`replicate` (the FPGA build selects them by it).
 REPLICA = "_replica"
@@ -25,6 +25,12 @@ def check_dimension(name, value, *, maximum=256):
     if not 1 <= value <= maximum:
         raise ValueError(f"{name} must be an integer in [1, {maximum}], not {value!r}")
     return value
+
+
+def is_ice40(platform):
+    """Whether ``platform`` (an Amaranth platform, or None in simulation) is an iCE40 device: the
+    gateware leaves some timing registers out there, where the small design fills the device."""
+    return str(getattr(platform, "family", "")).lower() == "ice40"
 
 
 def zero_unless(condition, value):
